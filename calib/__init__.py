@@ -1,0 +1,1 @@
+"""hipart-edge: calib room (see docs/ and ARCHITECTURE.md §8)."""

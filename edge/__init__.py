@@ -1,0 +1,1 @@
+"""hipart-edge: edge room (see docs/ and ARCHITECTURE.md §8)."""

@@ -1,0 +1,1 @@
+"""hipart-edge: export room (see docs/ and ARCHITECTURE.md §8)."""

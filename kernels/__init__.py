@@ -1,0 +1,1 @@
+"""hipart-edge: kernels room (see docs/ and ARCHITECTURE.md §8)."""
