@@ -75,6 +75,7 @@ class BVHClip:
     names: list[str]
     parents: list[int]
     positions: np.ndarray  # [F, J, 3] metres
+    rotations: np.ndarray  # [F, J, 3, 3] global joint rotations
     end_sites: dict[int, np.ndarray]  # joint -> [F, 3] metres
     frame_time: float
     unit: str
@@ -337,6 +338,7 @@ def clip_from_motion(motion: BVHMotion, unit: str | None = None) -> BVHClip:
         names=list(sk.names),
         parents=list(sk.parents),
         positions=pos * scale,
+        rotations=rot,
         end_sites=ends,
         frame_time=motion.frame_time,
         unit=unit,
