@@ -70,7 +70,8 @@ def anny_model():
         import anny
         import anny.paths
     except ImportError as e:
-        raise AnnyUnavailableError(f"the 'anny' package is needed for the body mesh: pip install anny ({e})")
+        msg = f"the 'anny' package is needed for the body mesh: pip install anny ({e})"
+        raise AnnyUnavailableError(msg) from None
     anny.paths.set_anny_cache_path(os.environ["ANNY_CACHE_DIR"])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -201,9 +201,9 @@ def parse_bvh_text(text: str, path: str | Path = "<string>") -> BVHMotion:
     C = skel.num_channels
     if len(data_lines) < n_frames:
         last = data_lines[-1][0] if data_lines else i
-        raise BVHError(path, last, f"truncated motion: header says {n_frames} frames, found {len(data_lines)}")
+        raise BVHError(path, last, f"truncated motion: Frames: {n_frames} but {len(data_lines)} data lines")
     if len(data_lines) > n_frames:
-        raise BVHError(path, data_lines[n_frames][0], f"{len(data_lines)} motion lines but Frames: {n_frames}")
+        raise BVHError(path, data_lines[n_frames][0], f"{len(data_lines)} data lines but Frames: {n_frames}")
     values = np.empty((n_frames, C), dtype=np.float64)
     for f, (ln, s) in enumerate(data_lines):
         parts = s.split()
@@ -332,7 +332,8 @@ def clip_from_motion(motion: BVHMotion, unit: str | None = None) -> BVHClip:
             raise ValueError(f"unknown unit {unit!r}; choose one of {sorted(UNIT_SCALES)}")
         scale = UNIT_SCALES[unit]
     pos, rot = forward_kinematics(motion)
-    ends = {j: (pos[:, j] + np.einsum("fij,j->fi", rot[:, j], off)) * scale for j, off in sk.end_sites.items()}
+    ends = {j: (pos[:, j] + np.einsum("fij,j->fi", rot[:, j], off)) * scale
+            for j, off in sk.end_sites.items()}  # fmt: skip
     return BVHClip(
         path=motion.path,
         names=list(sk.names),

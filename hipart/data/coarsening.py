@@ -247,7 +247,8 @@ def load_clusters(path: str | Path = ASSET_PATH) -> MeshClusters:
     try:
         z = np.load(path)
     except OSError as e:
-        raise FileNotFoundError(f"mesh cluster asset not found at {path}: run `hipart-data clusters` ({e})")
+        msg = f"mesh cluster asset not found at {path}: run `hipart-data clusters` ({e})"
+        raise FileNotFoundError(msg) from None
     if int(z["version"]) != ASSET_VERSION:
         raise ValueError(f"{path}: cluster asset version {int(z['version'])}, expected {ASSET_VERSION}")
     return MeshClusters(
