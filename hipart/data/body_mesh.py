@@ -37,16 +37,18 @@ SPARSE_FROM_BONE: dict[int, str] = {
     14: "RightArm", 15: "RightForeArm", 16: "RightHand",
 }  # fmt: skip
 
-# Adult phenotype ranges (Anny's [0, 1] parameters; age 0.35 ~ 18 y, 0.5 = 25 y, 0.9 ~ 77 y).
+# Adult phenotype ranges (Anny's [0, 1] parameters; age 0.5 = 25 y); samples are further kept to an adult
+# stature (STATURE_RANGE, metres) by deterministic rejection.
 PHENOTYPE_RANGES: dict[str, tuple[float, float]] = {
     "gender": (0.0, 1.0),
-    "age": (0.35, 0.9),
+    "age": (0.5, 0.85),
     "muscle": (0.25, 0.75),
     "weight": (0.2, 0.8),
-    "height": (0.15, 0.9),
+    "height": (0.25, 0.8),
     "proportions": (0.3, 0.7),
 }
 MEAN_PHENOTYPE: dict[str, float] = {k: 0.5 for k in PHENOTYPE_RANGES}
+STATURE_RANGE = (1.50, 1.95)
 
 
 class AnnyUnavailableError(RuntimeError):
@@ -75,7 +77,7 @@ def anny_model():
     anny.paths.set_anny_cache_path(os.environ["ANNY_CACHE_DIR"])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return anny.Anny(rig=ANNY_RIG)
+        return anny.Anny(rig=ANNY_RIG, skinning_method="lbs")
 
 
 @dataclass
@@ -142,9 +144,19 @@ def rest_body(phenotype: dict[str, float] | None = None) -> RestBody:
     )
 
 
-def sample_phenotype(rng: np.random.Generator) -> dict[str, float]:
-    """Uniformly sample an adult body shape within PHENOTYPE_RANGES (rounded to 3 decimals)."""
-    return {k: round(float(rng.uniform(lo, hi)), 3) for k, (lo, hi) in PHENOTYPE_RANGES.items()}
+def stature(rest: RestBody) -> float:
+    """Standing height (m) of a rest body: vertical extent of its mesh."""
+    return float(np.ptp(rest.vertices[:, 1]))
+
+
+def sample_phenotype(rng: np.random.Generator, max_tries: int = 20) -> dict[str, float]:
+    """Sample an adult body shape uniformly within PHENOTYPE_RANGES (3 decimals) whose stature lies in
+    STATURE_RANGE (rejection; the last draw is kept if none does)."""
+    for _ in range(max_tries):
+        ph = {k: round(float(rng.uniform(lo, hi)), 3) for k, (lo, hi) in PHENOTYPE_RANGES.items()}
+        if STATURE_RANGE[0] <= stature(rest_body(ph)) <= STATURE_RANGE[1]:
+            break
+    return ph
 
 
 # ----------------------------------------------------------------------------------------------
@@ -218,23 +230,27 @@ _ANNY_POINT = {
 
 
 def _rules() -> dict[str, tuple]:
-    """Anny bone -> posing rule: ('frame', lat_from, lat_to, up_from, up_to) | ('swing', from, to)
-    | ('local', parent_key, key) (copy the mocap joint's rotation relative to its parent)."""
+    """Anny bone -> posing rule:
+    ('frame', lat_from, lat_to, up_from, up_to): orientation from two mocap point pairs (the pelvis);
+    ('swing', from, to): minimal rotation from the parent's frame onto the mocap direction from -> to;
+    ('local', anny_ref_bone, mocap_ref, mocap_joint): the mocap joint's rotation relative to mocap_ref,
+    applied on top of anny_ref_bone (for parts whose direction alone is ambiguous or zero-length in some
+    families: chest, head, clavicles, hands, feet without a toe joint)."""
     r: dict[str, tuple] = {
         "Hips": ("frame", "r_hip", "l_hip", "pelvis_c", "chest"),
         "LowerBack": ("swing", "pelvis_c", "chest"),
-        "Spine1": ("frame", "r_shoulder", "l_shoulder", "chest", "neck"),
+        "Spine1": ("local", "Hips", "hips", "chest"),
         "Neck": ("swing", "neck", "head"),
-        "Head": ("local", "chest", "head"),
+        "Head": ("local", "Spine1", "chest", "head"),
     }
     for s, S in (("l", "Left"), ("r", "Right")):
         r[f"{S}UpLeg"] = ("swing", f"{s}_hip", f"{s}_knee")
         r[f"{S}Leg"] = ("swing", f"{s}_knee", f"{s}_ankle")
         r[f"{S}Foot"] = ("swing", f"{s}_ankle", f"{s}_toe")
-        r[f"{S}Shoulder"] = ("swing", f"{s}_collar", f"{s}_shoulder")
+        r[f"{S}Shoulder"] = ("local", "Spine1", "chest", f"{s}_collar")
         r[f"{S}Arm"] = ("swing", f"{s}_shoulder", f"{s}_elbow")
         r[f"{S}ForeArm"] = ("swing", f"{s}_elbow", f"{s}_wrist")
-        r[f"{S}Hand"] = ("local", f"{s}_elbow", f"{s}_wrist")
+        r[f"{S}Hand"] = ("local", f"{S}ForeArm", f"{s}_elbow", f"{s}_wrist")
     return r
 
 
@@ -263,12 +279,12 @@ def retarget(template: BodyTemplate, rest: RestBody, mo: MocapLandmarks) -> Bone
         par = template.bone_parents[b]
         Gp = G[:, par] if par >= 0 else np.broadcast_to(np.eye(3), (F, 3, 3))
         rule = RULES.get(name)
-        if rule is not None and rule[0] == "swing" and rule[1] not in P:
-            # optional landmark missing (no collar): chest -> shoulder direction instead
-            rule = ("swing", "chest", rule[2]) if rule[1].endswith("_collar") else None
         if rule is not None and rule[0] == "swing" and rule[2] not in P:
-            rule = ("local", {"l_toe": "l_knee", "r_toe": "r_knee"}[rule[2]], rule[1]) if rule[2].endswith(
-                "_toe") else None  # fmt: skip
+            # no toe joint (Daz): the foot follows the mocap ankle's rotation relative to the knee
+            S = "Left" if rule[2].startswith("l_") else "Right"
+            rule = ("local", f"{S}Leg", rule[2][:2] + "knee", rule[1])
+        if rule is not None and rule[0] == "local" and rule[3] not in mo.rotations:
+            rule = None  # optional joint missing (no clavicle): rigid with the parent
         if rule is None:
             G[:, b] = Gp
         elif rule[0] == "frame":
@@ -280,9 +296,9 @@ def retarget(template: BodyTemplate, rest: RestBody, mo: MocapLandmarks) -> Bone
             _, f, t = rule
             d_rest = np.einsum("fij,j->fi", Gp, apt[t] - apt[f])
             G[:, b] = swing_rotation(d_rest, P[t] - P[f]) @ Gp
-        else:  # local: G = G_parent_bone @ R_mocap(parent)^T @ R_mocap(joint)
-            _, pk, k = rule
-            G[:, b] = Gp @ np.swapaxes(mo.rotations[pk], -1, -2) @ mo.rotations[k]
+        else:  # local: G = G[anny_ref] @ R_mocap(ref)^T @ R_mocap(joint)
+            _, ref, pk, k = rule
+            G[:, b] = G[:, bi[ref]] @ np.swapaxes(mo.rotations[pk], -1, -2) @ mo.rotations[k]
     # Root translation: the Anny hip centre follows the mocap hip centre, scaled by the leg-length ratio.
     leg_m = np.median(np.linalg.norm(P["l_hip"] - P["l_knee"], axis=-1)
                       + np.linalg.norm(P["l_knee"] - P["l_ankle"], axis=-1))  # fmt: skip
