@@ -36,6 +36,17 @@ def mesh_edges(faces: np.ndarray) -> np.ndarray:
     return np.unique(e, axis=0)
 
 
+def vertex_areas(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    """Surface area per vertex (a third of each adjacent triangle): HEM balances clusters by area, so that
+    densely meshed face/hands/feet do not take most clusters."""
+    tri = vertices[faces]
+    a = 0.5 * np.linalg.norm(np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]), axis=1)
+    out = np.zeros(len(vertices))
+    for k in range(faces.shape[1]):
+        np.add.at(out, faces[:, k], a / faces.shape[1])
+    return np.maximum(out, 1e-9)
+
+
 def _segment_distance(p: np.ndarray, a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     ab = b - a
     t = np.clip(((p - a) @ ab) / max(float(ab @ ab), 1e-12), 0.0, 1.0)
@@ -81,22 +92,25 @@ def _connect(points: np.ndarray, edges: np.ndarray) -> np.ndarray:
         edges = np.concatenate([edges, np.sort([[a[i], b[j]]], axis=1)], axis=0)
 
 
-def heavy_edge_matching(n: int, edges: np.ndarray, target: int) -> np.ndarray:
-    """Coarsen a connected graph of n unit-size nodes to exactly `target` clusters by repeated HEM.
+def heavy_edge_matching(n: int, edges: np.ndarray, target: int, node_size: np.ndarray | None = None
+                        ) -> np.ndarray:  # fmt: skip
+    """Coarsen a connected graph of n nodes to exactly `target` clusters by repeated HEM.
 
     Each level visits clusters by (size, index) and matches each unmatched one with the unmatched
-    neighbour of largest w_ij * (1/size_i + 1/size_j) (w = number of mesh edges between them), which
-    favours compact, balanced clusters. Stops as soon as `target` clusters remain. Returns labels [n].
+    neighbour of largest w_ij * (1/size_i + 1/size_j) (w = number of mesh edges between them; size = summed
+    node_size, default 1 per node), which favours compact, balanced clusters. Stops as soon as `target`
+    clusters remain. Returns labels [n] in 0..target-1.
     """
     if target > n:
         raise ValueError(f"cannot make {target} clusters from {n} vertices")
+    node_size = np.ones(n) if node_size is None else np.asarray(node_size, float)
     label = np.arange(n)
     count = n
     while count > target:
         # coarse graph of the current clusters
         uniq, lab = np.unique(label, return_inverse=True)
         m = len(uniq)
-        size = np.bincount(lab, minlength=m).astype(float)
+        size = np.bincount(lab, weights=node_size, minlength=m)
         ce = lab[edges]
         ce = ce[ce[:, 0] != ce[:, 1]]
         ce = np.sort(ce, axis=1)
@@ -188,6 +202,7 @@ def build_clusters(vertices: np.ndarray, faces: np.ndarray, joints: np.ndarray,
     V = len(vertices)
     edges = mesh_edges(faces)
     part = segment_parts(vertices, joints)
+    area = vertex_areas(vertices, faces)
     fine = np.full(V, -1)
     for p, (a, c) in enumerate(BONES):
         vs = np.nonzero(part == p)[0]
@@ -198,7 +213,7 @@ def build_clusters(vertices: np.ndarray, faces: np.ndarray, joints: np.ndarray,
         e = loc[edges]
         e = e[(e >= 0).all(axis=1)]
         e = _connect(vertices[vs], e)
-        lab = heavy_edge_matching(len(vs), e, FINE_PER_PART)
+        lab = heavy_edge_matching(len(vs), e, FINE_PER_PART, node_size=area[vs])
         # 6 fine -> 3 dense: best perfect matching on the cluster adjacency
         ce = lab[e]
         w = np.zeros((FINE_PER_PART, FINE_PER_PART))
