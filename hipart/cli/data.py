@@ -33,7 +33,7 @@ def cmd_build(a: argparse.Namespace) -> int:
     from hipart.data.dataset_build import build_dataset
 
     r = build_dataset(a.bvh_dir, a.out, cameras=a.cameras, seed=a.seed, workers=a.workers,
-                      split=_split_arg(a.split), limit=a.limit, progress=not a.quiet)  # fmt: skip
+                      split=_split_arg(a.split), limit=a.limit, progress=not a.quiet, body=a.body)  # fmt: skip
     print(f"built {r.clips} clips -> {r.out_dir} in {r.seconds:.1f} s")
     print("samples per split: " + ", ".join(f"{k} {v}" for k, v in r.counts.items()))
     if r.skipped:
@@ -65,6 +65,10 @@ def cmd_clusters(a: argparse.Namespace) -> int:
 
     cl = build_cluster_asset(a.asset or ASSET_PATH)
     print(f"wrote {a.asset or ASSET_PATH} ({cl.num_vertices} vertices -> 96 fine / 48 dense)")
+    if a.mean_body:
+        from hipart.data.body_mesh import save_mean_body
+
+        print(f"wrote {save_mean_body()}")
     if a.picture:
         render_cluster_picture(a.picture)
         print(f"wrote {a.picture}")
@@ -92,6 +96,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--workers", type=int, default=2)
     b.add_argument("--split", help="JSON file {subject: split} or 'train=01,03;val=02;test=05'")
     b.add_argument("--limit", type=int, help="only the first N files (smoke tests)")
+    b.add_argument("--body", choices=("anny", "mean"), default="anny",
+                   help="anny: a sampled body shape per clip (needs the anny package); mean: the committed "
+                        "mean-body asset, no anny needed")  # fmt: skip
     b.add_argument("--quiet", action="store_true", help="no progress bar")
     b.set_defaults(fn=cmd_build)
     i = sub.add_parser("info", help="counts and a sanity summary of a built dataset")
@@ -108,6 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("clusters", help="recompute the 96/48 mesh cluster asset (needs anny)")
     c.add_argument("--asset")
     c.add_argument("--picture", help="also write the cluster picture PNG here")
+    c.add_argument("--mean-body", action="store_true", help="also rewrite the mean-body asset")
     c.set_defaults(fn=cmd_clusters)
     v = sub.add_parser("video", help="render the Anny mesh performing a clip to MP4 + ground truth")
     v.add_argument("--bvh-dir", required=True)

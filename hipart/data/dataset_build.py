@@ -118,12 +118,18 @@ def clip_rng(seed: int, clip_id: str) -> np.random.Generator:
 
 
 _STATE: dict = {}
+BODIES = ("anny", "mean")
 
 
-def _worker_init() -> None:
+def _worker_init(body: str = "anny") -> None:
     import torch
 
     torch.set_num_threads(1)
+    _STATE.clear()
+    _STATE["body"] = body
+    if body == "mean":
+        _STATE["mean"] = bm.load_mean_body()
+        return
     tpl = bm.body_template()
     cl = load_clusters()
     if cl.num_vertices != tpl.num_vertices:
@@ -131,17 +137,24 @@ def _worker_init() -> None:
     _STATE.update(tpl=tpl, M=cl.averaging_matrix())
 
 
-def pose_clip(job: ClipJob, seed: int) -> dict:
-    """World-frame points of one clip: sparse [F,17,3], dense, fine, the body shape and the rest body."""
-    if "tpl" not in _STATE:
-        _worker_init()
-    tpl, M = _STATE["tpl"], _STATE["M"]
+def pose_clip(job: ClipJob, seed: int, body: str = "anny") -> dict:
+    """World-frame points of one clip: sparse [F,17,3], dense, fine, the body shape and the rest body.
+    body='anny' samples a body shape per clip; 'mean' uses the committed mean-body asset (no anny)."""
+    if body not in BODIES:
+        raise ValueError(f"unknown body {body!r}; choose one of {BODIES}")
+    if _STATE.get("body") != body:
+        _worker_init(body)
     clip = load_bvh(job.path)
     mapping = map_joints(clip.names)
     rng = clip_rng(seed, job.clip_id)
-    phen = bm.sample_phenotype(rng)
-    rest = bm.rest_body(phen)
-    table = bm.point_skinning_table(tpl, rest, M)
+    if body == "mean":
+        mb = _STATE["mean"]
+        tpl, rest, table, phen = mb.template, mb.rest, mb.table, dict(mb.rest.phenotype)
+    else:
+        tpl = _STATE["tpl"]
+        phen = bm.sample_phenotype(rng)
+        rest = bm.rest_body(phen)
+        table = bm.point_skinning_table(tpl, rest, _STATE["M"])
     mo = bm.mocap_landmarks(clip.positions, clip.rotations, clip.names, mapping, clip.end_sites)
     pose = bm.retarget(tpl, rest, mo)
     pts = bm.skin_points(table, rest, pose)
@@ -153,10 +166,10 @@ def pose_clip(job: ClipJob, seed: int) -> dict:
                 unit=clip.unit, rest=rest, pose=pose)  # fmt: skip
 
 
-def _process(args: tuple[ClipJob, int, str, dict]) -> dict:
-    job, seed, cameras, noise = args
+def _process(args: tuple[ClipJob, int, str, dict, str]) -> dict:
+    job, seed, cameras, noise, body = args
     try:
-        r = pose_clip(job, seed)
+        r = pose_clip(job, seed, body)
     except (BVHError, UnknownSkeletonError) as e:
         return {"error": str(e), "path": job.path}
     rng = r["rng"]
@@ -185,6 +198,15 @@ def _process(args: tuple[ClipJob, int, str, dict]) -> dict:
     return res
 
 
+def _anny_version() -> str:
+    import importlib.metadata
+
+    try:
+        return importlib.metadata.version("anny")
+    except importlib.metadata.PackageNotFoundError:
+        return ""
+
+
 def _sha256(path: Path) -> str:
     h = hashlib.sha256()
     with path.open("rb") as f:
@@ -195,7 +217,8 @@ def _sha256(path: Path) -> str:
 
 def build_dataset(bvh_dir: str | Path, out_dir: str | Path, cameras: str = "lab", seed: int = 0,
                   workers: int = 2, split: dict[str, str] | None = None, limit: int | None = None,
-                  noise: dict | None = None, progress: bool = True) -> BuildResult:  # fmt: skip
+                  noise: dict | None = None, progress: bool = True, body: str = "anny"
+                  ) -> BuildResult:  # fmt: skip
     """Build the dataset; returns counts per split and the skipped files (listed in manifest.json)."""
     import time
 
@@ -211,13 +234,15 @@ def build_dataset(bvh_dir: str | Path, out_dir: str | Path, cameras: str = "lab"
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     cl = load_clusters()
-    args = [(j, seed, cameras, noise_cfg) for j in jobs]
+    if body not in BODIES:
+        raise ValueError(f"unknown body {body!r}; choose one of {BODIES}")
+    args = [(j, seed, cameras, noise_cfg, body) for j in jobs]
     chunks: dict[str, list[np.ndarray]] = {k: [] for k in ARRAYS}
     cam_chunks: dict[str, list[np.ndarray]] = {k: [] for k in CAMERA_ARRAYS}
     clips_meta, skipped, subjects = [], [], []
     n_cams = 0
     if workers > 1:
-        pool = get_context("fork").Pool(workers, initializer=_worker_init)
+        pool = get_context("fork").Pool(workers, initializer=_worker_init, initargs=(body,))
         it = pool.imap(_process, args, chunksize=1)
     else:
         pool = None
@@ -281,8 +306,6 @@ def build_dataset(bvh_dir: str | Path, out_dir: str | Path, cameras: str = "lab"
         files[name]["sha256"] = _sha256(out / name)
     split_arr = np.load(out / "split.npy")
     counts = {s: int((split_arr == i).sum()) for i, s in enumerate(SPLITS)}
-    import anny
-
     manifest = {
         "format_version": DATA_FORMAT_VERSION,
         "source": Path(bvh_dir).name,
@@ -301,7 +324,8 @@ def build_dataset(bvh_dir: str | Path, out_dir: str | Path, cameras: str = "lab"
         "noise": noise_cfg,
         "cluster_asset": {"file": ASSET_PATH.name, "sha256": _sha256(ASSET_PATH),
                           "topology": cl.topology_hash},
-        "anny_version": getattr(anny, "__version__", ""),
+        "body": body,
+        "anny_version": _anny_version(),
         "coordinates": {
             "x_*_px": "pixels (origin top-left, x right, y down)",
             "x_*": "normalised: x_px / w * 2 - [1, h / w]",
