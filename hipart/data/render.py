@@ -13,7 +13,7 @@ from hipart.camera import look_at, project_to_pixels, world_to_camera
 from hipart.skeleton import BONES, NUM_DENSE, NUM_FINE
 
 # clothing colours (BGR) per bone part: legs = trousers, torso/upper arms = shirt, head/forearms = skin
-_SKIN, _SHIRT, _PANTS = (120, 160, 215), (60, 110, 190), (90, 60, 40)
+_SKIN, _SHIRT, _PANTS = (125, 160, 215), (165, 95, 45), (60, 50, 45)
 PART_COLOURS = [_PANTS] * 6 + [_SHIRT, _SHIRT, _SKIN, _SKIN, _SHIRT, _SHIRT, _SKIN, _SHIRT, _SHIRT, _SKIN]
 
 
@@ -174,10 +174,14 @@ def render_sample_video(bvh_dir: str | Path, clip_id: str, out_stem: str | Path,
     tpl = bm.body_template()
     cl = load_clusters()
     F = min(r["sparse"].shape[0], int(seconds * fps))
-    s = size / cams.width
-    K = cams.K[0].copy()
-    K[:2] *= s
     R, t = cams.R[0], cams.t[0]
+    # same viewpoint as the build's lab camera 0, focal chosen so that the body fills ~60 % of the frame
+    Xc = world_to_camera(r["fine"][:F], R, t)
+    uv = Xc[..., :2] / Xc[..., 2:3]
+    ext = max(float(np.ptp(uv[..., 1])), float(np.ptp(uv[..., 0])) * 0.8)
+    f = 0.6 * size / max(ext, 1e-6)
+    mid = 0.5 * (uv.reshape(-1, 2).min(0) + uv.reshape(-1, 2).max(0))
+    K = np.array([[f, 0, size / 2 - f * mid[0]], [0, f, size / 2 - f * mid[1]], [0, 0, 1.0]])
     cols = part_face_colours(tpl.faces, cl.fine_of_vertex)
     out = Path(out_stem)
     out.parent.mkdir(parents=True, exist_ok=True)
