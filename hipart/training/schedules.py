@@ -7,7 +7,9 @@ import math
 import torch
 
 
-def warmup_cosine(optimizer: torch.optim.Optimizer, total_steps: int, warmup_steps: int) -> torch.optim.lr_scheduler.LambdaLR:
+def warmup_cosine(
+    optimizer: torch.optim.Optimizer, total_steps: int, warmup_steps: int
+) -> torch.optim.lr_scheduler.LambdaLR:
     """Linear warm-up over `warmup_steps`, then cosine decay to 0 at `total_steps` (stepped per iteration)."""
     warmup_steps = max(0, min(warmup_steps, total_steps - 1))
 
