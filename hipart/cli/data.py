@@ -30,6 +30,7 @@ def _split_arg(s: str | None) -> dict[str, str] | None:
 
 
 def cmd_build(a: argparse.Namespace) -> int:
+    """Build a dataset from a BVH folder."""
     from hipart.data.dataset_build import build_dataset
 
     r = build_dataset(a.bvh_dir, a.out, cameras=a.cameras, seed=a.seed, workers=a.workers,
@@ -44,6 +45,7 @@ def cmd_build(a: argparse.Namespace) -> int:
 
 
 def cmd_info(a: argparse.Namespace) -> int:
+    """Print counts and a sanity summary."""
     from hipart.data.dataset import dataset_summary
 
     print(dataset_summary(a.dir, verify=a.verify))
@@ -51,6 +53,7 @@ def cmd_info(a: argparse.Namespace) -> int:
 
 
 def cmd_show(a: argparse.Namespace) -> int:
+    """Render a few samples to PNG."""
     from hipart.data.render import show_samples
 
     paths = show_samples(a.dir, a.out, n=a.n, split=a.split, seed=a.seed)
@@ -60,6 +63,7 @@ def cmd_show(a: argparse.Namespace) -> int:
 
 
 def cmd_clusters(a: argparse.Namespace) -> int:
+    """Recompute the cluster asset (and picture / mean body)."""
     from hipart.data.coarsening import ASSET_PATH, build_cluster_asset
     from hipart.data.render import render_cluster_picture
 
@@ -76,6 +80,7 @@ def cmd_clusters(a: argparse.Namespace) -> int:
 
 
 def cmd_video(a: argparse.Namespace) -> int:
+    """Render the sample video + ground truth."""
     from hipart.data.render import render_sample_video
 
     info = render_sample_video(a.bvh_dir, a.clip, a.out, seconds=a.seconds, seed=a.seed)
