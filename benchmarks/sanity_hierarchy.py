@@ -46,12 +46,19 @@ class MLPLifter(torch.nn.Module):
         return self.out(h).view(-1, 17, 3)
 
 
-def inputs(a: dict, idx: np.ndarray, variant: str) -> np.ndarray:
-    """[N, 17|161, 2] normalised 2D: sparse only, or concat(x_s, x_d, x_f)."""
+def inputs(a: dict, idx: np.ndarray, variant: str, center: bool = False) -> np.ndarray:
+    """[N, 17|161 (+2), 2] normalised 2D: sparse only, or concat(x_s, x_d, x_f). With center=True the points
+    are taken relative to the pelvis and divided by the pose scale (mean joint distance to the pelvis), and
+    two extra points carry what that removes: (pelvis x, pelvis y) and (scale, 0)."""
     xs = np.asarray(a["x_s"][idx])
-    if variant == "sparse":
-        return xs
-    return np.concatenate([xs, np.asarray(a["x_d"][idx]), np.asarray(a["x_f"][idx])], axis=1)
+    x = xs if variant == "sparse" else np.concatenate([xs, np.asarray(a["x_d"][idx]),
+                                                      np.asarray(a["x_f"][idx])], 1)
+    if not center:
+        return x
+    root = xs[:, :1]
+    s = np.linalg.norm(xs - root, axis=-1).mean(1)[:, None, None]
+    extra = np.concatenate([root, np.concatenate([s, np.zeros_like(s)], -1)], 1)
+    return np.concatenate([(x - root) / s, extra], 1).astype(np.float32)
 
 
 def targets(a: dict, idx: np.ndarray) -> np.ndarray:
@@ -78,6 +85,7 @@ def main() -> None:
     ap.add_argument("--train-stride", type=int, default=2, help="use every k-th training sample")
     ap.add_argument("--test-stride", type=int, default=4)
     ap.add_argument("--model", choices=("mlp", "transformer"), default="mlp")
+    ap.add_argument("--center", action="store_true", help="pelvis-centred, scale-normalised 2D input")
     ap.add_argument("--width", type=int, default=1024)
     ap.add_argument("--dim", type=int, default=64)
     ap.add_argument("--blocks", type=int, default=4)
@@ -95,8 +103,8 @@ def main() -> None:
     split = np.asarray(a["split"])
     tr = np.nonzero(split == man["splits"].index("train"))[0][:: args.train_stride]
     te = np.nonzero(split == man["splits"].index("test"))[0][:: args.test_stride]
-    Xtr, Ytr = inputs(a, tr, args.variant), targets(a, tr)
-    Xte, Yte = inputs(a, te, args.variant), targets(a, te)
+    Xtr, Ytr = inputs(a, tr, args.variant, args.center), targets(a, tr)
+    Xte, Yte = inputs(a, te, args.variant, args.center), targets(a, te)
     n_pts = Xtr.shape[1]
     if args.model == "mlp":
         model = MLPLifter(n_pts, args.width)
