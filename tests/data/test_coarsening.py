@@ -77,3 +77,14 @@ def test_best_pairing_and_mesh_helpers():
     assert mesh_edges(faces).tolist() == [[0, 1], [0, 2], [0, 3], [1, 2], [2, 3]]
     verts = np.array([[0, 0, 0], [1, 0, 0], [1, 1, 0], [0, 1, 0]], float)
     np.testing.assert_allclose(vertex_areas(verts, faces), [1 / 3, 1 / 6, 1 / 3, 1 / 6])
+
+
+def test_mean_body_asset_matches_cluster_asset():
+    from hipart.data.body_mesh import MEAN_BODY_PATH, load_mean_body
+
+    mb = load_mean_body(MEAN_BODY_PATH)
+    P = NUM_FINE + NUM_DENSE + 2
+    assert mb.table.shape == (P, len(mb.template.bone_names), 4)
+    # homogeneous coordinate of each point's table = sum of its skinning weights = 1 (weights sum to 1)
+    np.testing.assert_allclose(mb.table[..., 3].sum(axis=1), 1.0, atol=1e-9)
+    assert mb.template.bone_names[0] == "Hips" and mb.template.bone_parents[0] == -1
