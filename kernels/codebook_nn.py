@@ -17,8 +17,8 @@ import torch
 
 from kernels.triton_support import (
     check_device,
+    interpreting,
     kernel_dtype,
-    next_pow2,
     raise_on_invalid,
     require_triton,
     tl,
@@ -27,6 +27,7 @@ from kernels.triton_support import (
 
 BLOCK_N = 16  # rows of z per program (tl.dot needs >= 16)
 BLOCK_K = 64  # codebook rows per tile
+BLOCK_D = 32  # feature chunk (the interpreter uses 128: one Python-level step per tile)
 NUM_WARPS = 4
 
 
@@ -39,28 +40,35 @@ def codebook_nn_kernel(
 ):
     pid = tl.program_id(0)
     rows = pid * BLOCK_N + tl.arange(0, BLOCK_N)
-    dims = tl.arange(0, BLOCK_D)
     row_ok = rows < N
-    dim_ok = dims < D
-    z = tl.load(z_ptr + rows[:, None] * stride_zn + dims[None, :],
-                mask=row_ok[:, None] & dim_ok[None, :], other=0.0)
     # z * 0 is NaN exactly where z is NaN or +-Inf: a finiteness test that needs no isnan.
-    finite = tl.sum((z * 0.0).to(tl.float32), axis=1) == 0.0
-    z = tl.where(finite[:, None], z, tl.zeros_like(z))  # keep NaN out of the distance tiles; the row is reported below
+    bad = tl.zeros([BLOCK_N], tl.float32)
+    for d0 in range(0, D, BLOCK_D):
+        ds = d0 + tl.arange(0, BLOCK_D)
+        z = tl.load(z_ptr + rows[:, None] * stride_zn + ds[None, :], mask=row_ok[:, None] & (ds < D)[None, :],
+                    other=0.0)
+        bad += tl.sum((z * 0.0).to(tl.float32), axis=1)
+    finite = bad == 0.0
 
     best_d = tl.full([BLOCK_N], float("inf"), tl.float32)
     best_i = tl.zeros([BLOCK_N], tl.int32)
     for k0 in range(0, K, BLOCK_K):
         ks = k0 + tl.arange(0, BLOCK_K)
         k_ok = ks < K
-        c = tl.load(c_ptr + ks[:, None] * stride_ck + dims[None, :],
-                    mask=k_ok[:, None] & dim_ok[None, :], other=0.0)
-        cf = c.to(tl.float32)
-        c_sq = tl.sum(cf * cf, axis=1)
-        if z.dtype == tl.float32:
-            dots = tl.dot(z, tl.trans(c), input_precision="ieee")
-        else:
-            dots = tl.dot(z, tl.trans(c))
+        dots = tl.zeros([BLOCK_N, BLOCK_K], tl.float32)
+        c_sq = tl.zeros([BLOCK_K], tl.float32)
+        for d0 in range(0, D, BLOCK_D):  # D in chunks keeps the tiles in registers (no spills at D = 128)
+            ds = d0 + tl.arange(0, BLOCK_D)
+            d_ok = (ds < D)[None, :]
+            z = tl.load(z_ptr + rows[:, None] * stride_zn + ds[None, :], mask=row_ok[:, None] & d_ok, other=0.0)
+            z = tl.where(finite[:, None], z, tl.zeros_like(z))  # keep NaN out of the tiles; reported below
+            c = tl.load(c_ptr + ks[:, None] * stride_ck + ds[None, :], mask=k_ok[:, None] & d_ok, other=0.0)
+            cf = c.to(tl.float32)
+            c_sq += tl.sum(cf * cf, axis=1)
+            if z.dtype == tl.float32:
+                dots = tl.dot(z, tl.trans(c), dots, input_precision="ieee")
+            else:
+                dots = tl.dot(z, tl.trans(c), dots)
         d = c_sq[None, :] - 2.0 * dots
         d = tl.where(k_ok[None, :], d, float("inf"))
         tile_d, tile_i = tl.min(d, axis=1, return_indices=True, return_indices_tie_break_left=True)
@@ -70,11 +78,13 @@ def codebook_nn_kernel(
 
     best_i = tl.where(finite, best_i, -1)
     tl.store(idx_ptr + rows, best_i.to(tl.int64), mask=row_ok)
-    gathered = tl.load(c_ptr + tl.maximum(best_i, 0)[:, None] * stride_ck + dims[None, :],
-                       mask=row_ok[:, None] & dim_ok[None, :], other=0.0)
-    gathered = tl.where(finite[:, None], gathered, float("nan"))
-    tl.store(codes_ptr + rows[:, None] * stride_on + dims[None, :], gathered,
-             mask=row_ok[:, None] & dim_ok[None, :])
+    src = c_ptr + tl.maximum(best_i, 0)[:, None] * stride_ck
+    for d0 in range(0, D, BLOCK_D):
+        ds = d0 + tl.arange(0, BLOCK_D)
+        m = row_ok[:, None] & (ds < D)[None, :]
+        g = tl.load(src + ds[None, :], mask=m, other=0.0)
+        g = tl.where(finite[:, None], g, float("nan"))
+        tl.store(codes_ptr + rows[:, None] * stride_on + ds[None, :], g, mask=m)
 
 
 def _check(z: torch.Tensor, codebook: torch.Tensor, on_nan: str) -> None:
@@ -106,7 +116,7 @@ def codebook_nn(z: torch.Tensor, codebook: torch.Tensor, *, out_idx: torch.Tenso
     if n:
         grid = (triton.cdiv(n, BLOCK_N),)
         codebook_nn_kernel[grid](zk, ck, out_idx, codes_k, n, k, d, zk.stride(0), ck.stride(0), codes_k.stride(0),
-                                 BLOCK_N=BLOCK_N, BLOCK_K=BLOCK_K, BLOCK_D=next_pow2(max(d, 16)),
+                                 BLOCK_N=BLOCK_N, BLOCK_K=BLOCK_K, BLOCK_D=128 if interpreting() else BLOCK_D,
                                  num_warps=NUM_WARPS)
     if codes_k is not out_codes:
         out_codes.copy_(codes_k)

@@ -14,7 +14,7 @@ import torch
 from kernels.triton_support import (
     check_device,
     kernel_dtype,
-    next_pow2,
+    interpreting,
     raise_on_invalid,
     require_triton,
     tl,
@@ -23,6 +23,8 @@ from kernels.triton_support import (
 
 BLOCK_B = 16
 BLOCK_K = 64
+BLOCK_D = 32  # feature chunk (the interpreter uses 128: one Python-level step per tile)
+BLOCK_E = 32
 NUM_WARPS = 4
 
 
@@ -36,23 +38,30 @@ def head_argmax_kernel(
 ):
     pid = tl.program_id(0)
     bs = pid * BLOCK_B + tl.arange(0, BLOCK_B)
-    dims = tl.arange(0, BLOCK_D)
     b_ok = bs < B
-    d_ok = dims < D
-    h = tl.load(h_ptr + bs[:, None] * stride_hb + dims[None, :], mask=b_ok[:, None] & d_ok[None, :], other=0.0)
-    finite = tl.sum((h * 0.0).to(tl.float32), axis=1) == 0.0
-    h = tl.where(finite[:, None], h, tl.zeros_like(h))
+    bad = tl.zeros([BLOCK_B], tl.float32)
+    for d0 in range(0, D, BLOCK_D):
+        ds = d0 + tl.arange(0, BLOCK_D)
+        h = tl.load(h_ptr + bs[:, None] * stride_hb + ds[None, :], mask=b_ok[:, None] & (ds < D)[None, :], other=0.0)
+        bad += tl.sum((h * 0.0).to(tl.float32), axis=1)  # NaN exactly where a row holds NaN/Inf
+    finite = bad == 0.0
 
     best_v = tl.full([BLOCK_B], float("-inf"), tl.float32)
     best_i = tl.zeros([BLOCK_B], tl.int32)
     for k0 in range(0, K, BLOCK_K):
         ks = k0 + tl.arange(0, BLOCK_K)
         k_ok = ks < K
-        w = tl.load(w_ptr + ks[:, None] * stride_wk + dims[None, :], mask=k_ok[:, None] & d_ok[None, :], other=0.0)
-        if h.dtype == tl.float32:
-            logits = tl.dot(h, tl.trans(w), input_precision="ieee")
-        else:
-            logits = tl.dot(h, tl.trans(w))
+        logits = tl.zeros([BLOCK_B, BLOCK_K], tl.float32)
+        for d0 in range(0, D, BLOCK_D):
+            ds = d0 + tl.arange(0, BLOCK_D)
+            d_ok = (ds < D)[None, :]
+            h = tl.load(h_ptr + bs[:, None] * stride_hb + ds[None, :], mask=b_ok[:, None] & d_ok, other=0.0)
+            h = tl.where(finite[:, None], h, tl.zeros_like(h))
+            w = tl.load(w_ptr + ks[:, None] * stride_wk + ds[None, :], mask=k_ok[:, None] & d_ok, other=0.0)
+            if h.dtype == tl.float32:
+                logits = tl.dot(h, tl.trans(w), logits, input_precision="ieee")
+            else:
+                logits = tl.dot(h, tl.trans(w), logits)
         if HAS_BIAS:
             logits += tl.load(b_ptr + ks, mask=k_ok, other=0.0).to(tl.float32)[None, :]
         logits = tl.where(k_ok[None, :], logits, float("-inf"))
@@ -63,12 +72,13 @@ def head_argmax_kernel(
 
     best_i = tl.where(finite, best_i, -1)
     tl.store(idx_ptr + bs, best_i.to(tl.int64), mask=b_ok)
-    es = tl.arange(0, BLOCK_E)
-    e_ok = es < E
-    row = tl.load(t_ptr + tl.maximum(best_i, 0)[:, None] * stride_tk + es[None, :],
-                  mask=b_ok[:, None] & e_ok[None, :], other=0.0)
-    row = tl.where(finite[:, None], row, float("nan"))
-    tl.store(rows_ptr + bs[:, None] * stride_ob + es[None, :], row, mask=b_ok[:, None] & e_ok[None, :])
+    src = t_ptr + tl.maximum(best_i, 0)[:, None] * stride_tk
+    for e0 in range(0, E, BLOCK_E):
+        es = e0 + tl.arange(0, BLOCK_E)
+        m = b_ok[:, None] & (es < E)[None, :]
+        row = tl.load(src + es[None, :], mask=m, other=0.0)
+        row = tl.where(finite[:, None], row, float("nan"))
+        tl.store(rows_ptr + bs[:, None] * stride_ob + es[None, :], row, mask=m)
 
 
 def _check(h, weight, bias, table, on_nan):
@@ -107,7 +117,7 @@ def head_argmax(h: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
         head_argmax_kernel[grid](hk, wk, bk, tk, out_idx, rows_k, nb, k, d, e,
                                  hk.stride(0), wk.stride(0), tk.stride(0), rows_k.stride(0),
                                  HAS_BIAS=bias is not None, BLOCK_B=BLOCK_B, BLOCK_K=BLOCK_K,
-                                 BLOCK_D=next_pow2(max(d, 16)), BLOCK_E=next_pow2(e), num_warps=NUM_WARPS)
+                                 BLOCK_D=128 if interpreting() else BLOCK_D, BLOCK_E=BLOCK_E, num_warps=NUM_WARPS)
     if rows_k is not out_rows:
         out_rows.copy_(rows_k)
     if on_nan == "raise":
