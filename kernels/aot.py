@@ -2,7 +2,7 @@
 
 Jetson has no Triton wheels, so the kernels ship as cubins inside libhipart_kernels (CMakeLists.txt):
 
-    python kernels/aot.py build                       # needs triton, no GPU: kernels/aot/{manifest.json,cubin/}
+    python kernels/aot.py build                       # needs triton, not a GPU: kernels/aot/
     python kernels/aot.py gen-c --out build/generated # stdlib only: C wrappers embedding the cubins
     cmake -S . -B build && cmake --build build        # runs gen-c itself, then builds libhipart_kernels.so
 
@@ -59,37 +59,112 @@ def _variants() -> list[Variant]:
     out = []
     for dt in ("fp32", "fp16"):
         p = f"*{dt}"
-        out.append(Variant(
-            name=f"codebook_nn_{dt}", module="kernels.codebook_nn", kernel="codebook_nn_kernel",
-            args=(("z", p), ("codebook", p), ("idx", "*i64"), ("codes", p), ("N", "i32"), ("K", "i32"),
-                  ("D", "i32"), ("stride_zn", "i32"), ("stride_ck", "i32"), ("stride_on", "i32")),
-            constexprs={"BLOCK_N": 16, "BLOCK_K": 64, "BLOCK_D": 32},
-            grid=("(N + 15) / 16", "1", "1"),
-            checks=("N >= 0", "K > 0", "D > 0", "stride_zn >= D", "stride_ck >= D", "stride_on >= D"),
-            doc="nearest codebook row: idx[N] (int64, -1 for non-finite rows) and codes[N, D]"))
-        out.append(Variant(
-            name=f"head_argmax_{dt}", module="kernels.head_argmax", kernel="head_argmax_kernel",
-            args=(("h", p), ("weight", p), ("bias", p), ("table", p), ("idx", "*i64"), ("rows", p),
-                  ("B", "i32"), ("K", "i32"), ("D", "i32"), ("E", "i32"), ("stride_hb", "i32"),
-                  ("stride_wk", "i32"), ("stride_tk", "i32"), ("stride_ob", "i32")),
-            constexprs={"HAS_BIAS": True, "BLOCK_B": 16, "BLOCK_K": 64, "BLOCK_D": 32, "BLOCK_E": 32},
-            grid=("(B + 15) / 16", "1", "1"),
-            checks=("B >= 0", "K > 0", "D > 0", "E > 0", "stride_hb >= D",
-                    "stride_wk >= D", "stride_tk >= E", "stride_ob >= E"),
-            doc="argmax_k(h W^T + bias) and table[argmax]: idx[B] (int64, -1 for non-finite rows), rows[B, E]"))
-        out.append(Variant(
-            name=f"decode_attention_{dt}", module="kernels.decode_attention", kernel="decode_attention_kernel",
-            args=(("qkv", p), ("k_cache", p), ("v_cache", p), ("proj_weight", p), ("proj_bias", p),
-                  ("residual", p), ("out", p), ("pos", "i32"), ("H", "i32"), ("HD", "i32"), ("C_OUT", "i32"),
-                  ("scale", "fp32"), ("stride_qkv_b", "i32"), ("stride_cb", "i32"), ("stride_ch", "i32"),
-                  ("stride_ct", "i32"), ("stride_wc", "i32"), ("stride_res_b", "i32"), ("stride_out_b", "i32")),
-            constexprs={"HAS_PROJ": True, "HAS_BIAS": True, "HAS_RESIDUAL": True, "BLOCK_H": 8, "BLOCK_T": 32,
-                        "BLOCK_HD": 16, "BLOCK_C": 32},
-            grid=("batch", "1", "1"),
-            checks=("batch >= 0", "H > 0 && H <= 8", "HD > 0 && HD <= 16", "pos >= 0 && pos < 32",
-                    "C_OUT > 0"),
-            doc="one cached attention step for all heads + out projection + residual; heads <= 8, "
-                "head_dim <= 16, cache slots <= 32 (HiARM: 8 x 16, 17 slots)"))
+        out.append(
+            Variant(
+                name=f"codebook_nn_{dt}",
+                module="kernels.codebook_nn",
+                kernel="codebook_nn_kernel",
+                args=(
+                    ("z", p),
+                    ("codebook", p),
+                    ("idx", "*i64"),
+                    ("codes", p),
+                    ("N", "i32"),
+                    ("K", "i32"),
+                    ("D", "i32"),
+                    ("stride_zn", "i32"),
+                    ("stride_ck", "i32"),
+                    ("stride_on", "i32"),
+                ),
+                constexprs={"BLOCK_N": 16, "BLOCK_K": 64, "BLOCK_D": 32},
+                grid=("(N + 15) / 16", "1", "1"),
+                checks=("N >= 0", "K > 0", "D > 0", "stride_zn >= D", "stride_ck >= D", "stride_on >= D"),
+                doc="nearest codebook row: idx[N] (int64, -1 for non-finite rows) and codes[N, D]",
+            )
+        )
+        out.append(
+            Variant(
+                name=f"head_argmax_{dt}",
+                module="kernels.head_argmax",
+                kernel="head_argmax_kernel",
+                args=(
+                    ("h", p),
+                    ("weight", p),
+                    ("bias", p),
+                    ("table", p),
+                    ("idx", "*i64"),
+                    ("rows", p),
+                    ("B", "i32"),
+                    ("K", "i32"),
+                    ("D", "i32"),
+                    ("E", "i32"),
+                    ("stride_hb", "i32"),
+                    ("stride_wk", "i32"),
+                    ("stride_tk", "i32"),
+                    ("stride_ob", "i32"),
+                ),
+                constexprs={"HAS_BIAS": True, "BLOCK_B": 16, "BLOCK_K": 64, "BLOCK_D": 32, "BLOCK_E": 32},
+                grid=("(B + 15) / 16", "1", "1"),
+                checks=(
+                    "B >= 0",
+                    "K > 0",
+                    "D > 0",
+                    "E > 0",
+                    "stride_hb >= D",
+                    "stride_wk >= D",
+                    "stride_tk >= E",
+                    "stride_ob >= E",
+                ),
+                doc="argmax_k(h W^T + bias), table[argmax]: idx[B] (int64, -1: non-finite row), rows[B, E]",
+            )
+        )
+        out.append(
+            Variant(
+                name=f"decode_attention_{dt}",
+                module="kernels.decode_attention",
+                kernel="decode_attention_kernel",
+                args=(
+                    ("qkv", p),
+                    ("k_cache", p),
+                    ("v_cache", p),
+                    ("proj_weight", p),
+                    ("proj_bias", p),
+                    ("residual", p),
+                    ("out", p),
+                    ("pos", "i32"),
+                    ("H", "i32"),
+                    ("HD", "i32"),
+                    ("C_OUT", "i32"),
+                    ("scale", "fp32"),
+                    ("stride_qkv_b", "i32"),
+                    ("stride_cb", "i32"),
+                    ("stride_ch", "i32"),
+                    ("stride_ct", "i32"),
+                    ("stride_wc", "i32"),
+                    ("stride_res_b", "i32"),
+                    ("stride_out_b", "i32"),
+                ),
+                constexprs={
+                    "HAS_PROJ": True,
+                    "HAS_BIAS": True,
+                    "HAS_RESIDUAL": True,
+                    "BLOCK_H": 8,
+                    "BLOCK_T": 32,
+                    "BLOCK_HD": 16,
+                    "BLOCK_C": 32,
+                },
+                grid=("batch", "1", "1"),
+                checks=(
+                    "batch >= 0",
+                    "H > 0 && H <= 8",
+                    "HD > 0 && HD <= 16",
+                    "pos >= 0 && pos < 32",
+                    "C_OUT > 0",
+                ),
+                doc="one cached attention step for all heads + out projection + residual; heads <= 8, "
+                "head_dim <= 16, cache slots <= 32 (HiARM: 8 x 16, 17 slots)",
+            )
+        )
     return out
 
 
@@ -105,14 +180,14 @@ def cubin_resources(cubin: bytes, kernel: str) -> dict:
     """
     if cubin[:4] != b"\x7fELF" or cubin[4] != 2:
         raise ValueError("not a 64-bit ELF cubin")
-    shoff, = struct.unpack_from("<Q", cubin, 0x28)
+    (shoff,) = struct.unpack_from("<Q", cubin, 0x28)
     shentsize, shnum, shstrndx = struct.unpack_from("<HHH", cubin, 0x3A)
     secs = [struct.unpack_from("<IIQQQQIIQQ", cubin, shoff + i * shentsize) for i in range(shnum)]
     str_off = secs[shstrndx][4]
 
     def name(s):
         start = str_off + s[0]
-        return cubin[start:cubin.index(b"\0", start)].decode()
+        return cubin[start : cubin.index(b"\0", start)].decode()
 
     by_name = {name(s): s for s in secs}
     text = by_name.get(f".text.{kernel}")
@@ -124,9 +199,9 @@ def cubin_resources(cubin: bytes, kernel: str) -> dict:
         strtab = secs[symtab[6]][4]
         sym_index = None
         for i in range(symtab[5] // 24):
-            st_name, = struct.unpack_from("<I", cubin, symtab[4] + 24 * i)
+            (st_name,) = struct.unpack_from("<I", cubin, symtab[4] + 24 * i)
             start = strtab + st_name
-            if cubin[start:cubin.index(b"\0", start)].decode() == kernel:
+            if cubin[start : cubin.index(b"\0", start)].decode() == kernel:
                 sym_index = i
         pos, end = info[4], info[4] + info[5]
         while pos + 4 <= end:  # records: fmt u8, attr u8, then (fmt 4) u16 size + payload, else u16 value
@@ -145,9 +220,13 @@ def cubin_resources(cubin: bytes, kernel: str) -> dict:
 
 def parse_ptxas_log(log: str) -> dict:
     out = {}
-    for key, pat in (("registers", r"Used (\d+) registers"), ("stack_frame_bytes", r"(\d+) bytes stack frame"),
-                     ("spill_store_bytes", r"(\d+) bytes spill stores"),
-                     ("spill_load_bytes", r"(\d+) bytes spill loads"), ("smem_bytes", r"(\d+) bytes smem")):
+    for key, pat in (
+        ("registers", r"Used (\d+) registers"),
+        ("stack_frame_bytes", r"(\d+) bytes stack frame"),
+        ("spill_store_bytes", r"(\d+) bytes spill stores"),
+        ("spill_load_bytes", r"(\d+) bytes spill loads"),
+        ("smem_bytes", r"(\d+) bytes smem"),
+    ):
         m = re.search(pat, log)
         if m:
             out[key] = int(m.group(1))
@@ -165,7 +244,7 @@ def _signature(fn, v: Variant) -> dict:
     runtime = [a for a in fn.arg_names if a not in v.constexprs]
     if len(runtime) != len(v.args):
         raise ValueError(f"{v.name}: kernel has runtime arguments {runtime}, variant declares {len(v.args)}")
-    types = dict(zip(runtime, (t for _, t in v.args)))
+    types = dict(zip(runtime, (t for _, t in v.args), strict=True))
     return {a: "constexpr" if a in v.constexprs else types[a] for a in fn.arg_names}
 
 
@@ -188,9 +267,11 @@ def compile_variant(v: Variant, arch: int) -> tuple[bytes, dict]:
     triton.knobs.nvidia.dump_ptxas_log = True
     try:
         with contextlib.redirect_stdout(log):
-            cc = triton.compile(src, target=GPUTarget("cuda", arch, 32),
-                                options={"num_warps": v.num_warps, "num_stages": v.num_stages,
-                                         "enable_fp_fusion": True})
+            cc = triton.compile(
+                src,
+                target=GPUTarget("cuda", arch, 32),
+                options={"num_warps": v.num_warps, "num_stages": v.num_stages, "enable_fp_fusion": True},
+            )
     finally:
         triton.knobs.nvidia.dump_ptxas_log = old
     md = cc.metadata
@@ -200,14 +281,24 @@ def compile_variant(v: Variant, arch: int) -> tuple[bytes, dict]:
     res = cubin_resources(cubin, md.name)
     ptxas = parse_ptxas_log(log.getvalue())
     if ptxas.get("registers", res["registers"]) != res["registers"]:
-        raise RuntimeError(f"{v.name} sm_{arch}: ELF says {res['registers']} registers, ptxas {ptxas['registers']}")
+        raise RuntimeError(
+            f"{v.name} sm_{arch}: ELF says {res['registers']} registers, ptxas {ptxas['registers']}"
+        )
     gpu_name = re.search(r"\.target\s+(sm_\w+)", cc.asm["ptx"]).group(1)
     return cubin, {
-        "arch": arch, "gpu_name": gpu_name, "kernel_symbol": md.name, "num_warps": md.num_warps,
-        "threads_per_block": md.num_warps * 32, "dynamic_shared_bytes": md.shared, **res,
-        "spill_store_bytes": ptxas.get("spill_store_bytes"), "spill_load_bytes": ptxas.get("spill_load_bytes"),
-        "stack_frame_bytes": ptxas.get("stack_frame_bytes"), "cubin_bytes": len(cubin),
-        "cubin_sha256": hashlib.sha256(cubin).hexdigest(), "ptxas_log": log.getvalue().strip(),
+        "arch": arch,
+        "gpu_name": gpu_name,
+        "kernel_symbol": md.name,
+        "num_warps": md.num_warps,
+        "threads_per_block": md.num_warps * 32,
+        "dynamic_shared_bytes": md.shared,
+        **res,
+        "spill_store_bytes": ptxas.get("spill_store_bytes"),
+        "spill_load_bytes": ptxas.get("spill_load_bytes"),
+        "stack_frame_bytes": ptxas.get("stack_frame_bytes"),
+        "cubin_bytes": len(cubin),
+        "cubin_sha256": hashlib.sha256(cubin).hexdigest(),
+        "ptxas_log": log.getvalue().strip(),
     }
 
 
@@ -229,10 +320,20 @@ def build(archs=ARCHS, out_dir: Path = AOT_DIR, names: list[str] | None = None) 
     for v in VARIANTS:
         if names and v.name not in names:
             continue
-        entry = {"name": v.name, "module": v.module, "kernel": v.kernel, "source_sha256": source_digest(v.module),
-                 "args": [list(a) for a in v.args], "constexprs": v.constexprs, "num_warps": v.num_warps,
-                 "num_stages": v.num_stages, "grid": list(v.grid), "checks": list(v.checks), "doc": v.doc,
-                 "cubins": []}
+        entry = {
+            "name": v.name,
+            "module": v.module,
+            "kernel": v.kernel,
+            "source_sha256": source_digest(v.module),
+            "args": [list(a) for a in v.args],
+            "constexprs": v.constexprs,
+            "num_warps": v.num_warps,
+            "num_stages": v.num_stages,
+            "grid": list(v.grid),
+            "checks": list(v.checks),
+            "doc": v.doc,
+            "cubins": [],
+        }
         for arch in archs:
             t0 = time.time()
             cubin, meta = compile_variant(v, arch)
@@ -241,8 +342,10 @@ def build(archs=ARCHS, out_dir: Path = AOT_DIR, names: list[str] | None = None) 
             meta["file"] = fname
             meta["compile_seconds"] = round(time.time() - t0, 2)
             entry["cubins"].append(meta)
-            print(f"{v.name:24s} sm_{arch}: {meta['registers']:3d} regs, {meta['dynamic_shared_bytes']:6d} B dyn smem, "
-                  f"spills {meta['spill_store_bytes']}/{meta['spill_load_bytes']} B, {len(cubin):7d} B cubin")
+            print(
+                f"{v.name:24s} sm_{arch}: {meta['registers']:3d} regs, {meta['dynamic_shared_bytes']:6d} B smem,"
+                f" spills {meta['spill_store_bytes']}/{meta['spill_load_bytes']} B, {len(cubin):7d} B cubin"
+            )
         manifest["variants"].append(entry)
     (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
     return manifest
@@ -252,7 +355,7 @@ def build(archs=ARCHS, out_dir: Path = AOT_DIR, names: list[str] | None = None) 
 def _c_array(data: bytes) -> str:
     lines = []
     for i in range(0, len(data), 24):
-        lines.append("  " + ",".join(str(b) for b in data[i:i + 24]) + ",")
+        lines.append("  " + ",".join(str(b) for b in data[i : i + 24]) + ",")
     return "\n".join(lines)
 
 
@@ -267,16 +370,28 @@ def gen_c(manifest_path: Path = MANIFEST, out_dir: Path = Path("build/generated"
     base = manifest_path.parent
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    h = ["/* Generated by kernels/aot.py gen-c from kernels/aot/manifest.json; do not edit. */",
-         "#ifndef HIPART_KERNELS_GENERATED_H", "#define HIPART_KERNELS_GENERATED_H", "#include <stdint.h>",
-         "#include <cuda.h>", '#ifdef __cplusplus', 'extern "C" {', "#endif", ""]
-    c = ["/* Generated by kernels/aot.py gen-c from kernels/aot/manifest.json; do not edit. */",
-         '#include "hipart_kernels.h"', '#include "hipart_internal.h"', ""]
+    h = [
+        "/* Generated by kernels/aot.py gen-c from kernels/aot/manifest.json; do not edit. */",
+        "#ifndef HIPART_KERNELS_GENERATED_H",
+        "#define HIPART_KERNELS_GENERATED_H",
+        "#include <stdint.h>",
+        "#include <cuda.h>",
+        "#ifdef __cplusplus",
+        'extern "C" {',
+        "#endif",
+        "",
+    ]
+    c = [
+        "/* Generated by kernels/aot.py gen-c from kernels/aot/manifest.json; do not edit. */",
+        '#include "hipart_kernels.h"',
+        '#include "hipart_internal.h"',
+        "",
+    ]
     table = []
     for v in manifest["variants"]:
         name, args = v["name"], [tuple(a) for a in v["args"]]
         needs_batch = any("batch" in g for g in v["grid"]) or any("batch" in k for k in v["checks"])
-        params = ("void *stream, " + ("int32_t batch, " if needs_batch else "") + _c_params(args))
+        params = "void *stream, " + ("int32_t batch, " if needs_batch else "") + _c_params(args)
         h.append(f"/* {v['doc']} */")
         h.append(f"HIPART_API int hipart_{name}({params});")
         cubins = []
@@ -287,13 +402,17 @@ def gen_c(manifest_path: Path = MANIFEST, out_dir: Path = Path("build/generated"
             sym = f"cubin_{name}_sm{cb['arch']}"
             c.append(f"static const unsigned char {sym}[{len(data)}] = {{\n{_c_array(data)}\n}};")
             arch_specific = 1 if cb["gpu_name"].endswith("a") else 0
-            cubins.append(f"{{{cb['arch']}, {arch_specific}, {sym}, sizeof({sym}), {cb['dynamic_shared_bytes']}, "
-                          f"{cb['registers']}}}")
+            cubins.append(
+                f"{{{cb['arch']}, {arch_specific}, {sym}, sizeof({sym}), {cb['dynamic_shared_bytes']}, "
+                f"{cb['registers']}}}"
+            )
         nw = v["num_warps"]
         symbol = v["cubins"][0]["kernel_symbol"] if v["cubins"] else v["kernel"]
         c.append(f"static const hipart_cubin_t cubins_{name}[] = {{\n  " + ",\n  ".join(cubins) + "\n};")
-        c.append(f'static hipart_kernel_t kernel_{name} = {{"{name}", "{symbol}", {nw}, '
-                 f"cubins_{name}, {len(cubins)}, {{0}}}};")
+        c.append(
+            f'static hipart_kernel_t kernel_{name} = {{"{name}", "{symbol}", {nw}, '
+            f"cubins_{name}, {len(cubins)}, {{0}}}};"
+        )
         checks = " && ".join(f"({k})" for k in v["checks"]) or "1"
         align = " || ".join(f"({n} & 15u)" for n, t in args if t.startswith("*")) or "0"
         ptr_args = ", ".join(f"&{n}" for n, _ in args)
@@ -301,17 +420,20 @@ def gen_c(manifest_path: Path = MANIFEST, out_dir: Path = Path("build/generated"
             f"HIPART_API int hipart_{name}({params}) {{",
             f'  if (!({checks})) return hipart_fail(HIPART_ERR_ARGS, "{name}: arguments outside '
             f'{" && ".join(v["checks"])}");',
-            f'  if ({align}) return hipart_fail(HIPART_ERR_ALIGN, "{name}: device pointers must be 16-byte aligned");',
+            f"  if ({align})",
+            f'    return hipart_fail(HIPART_ERR_ALIGN, "{name}: device pointers must be 16-byte aligned");',
             f"  unsigned gx = (unsigned)({v['grid'][0]}), gy = (unsigned)({v['grid'][1]}), "
             f"gz = (unsigned)({v['grid'][2]});",
             "  CUdeviceptr global_scratch = 0, profile_scratch = 0;",
             f"  void *params[] = {{{ptr_args}, &global_scratch, &profile_scratch}};",
             f"  return hipart_launch(&kernel_{name}, stream, gx, gy, gz, params);",
-            "}", ""]
+            "}",
+            "",
+        ]
         table.append(f"&kernel_{name}")
     c.append("hipart_kernel_t *const hipart_kernel_table[] = {" + ", ".join(table) + "};")
     c.append(f"const int hipart_kernel_table_size = {len(table)};")
-    c.append(f'const char *const hipart_triton_version = "{manifest["triton_version"]}";')
+    c.append(f'const char *const hipart_cubin_triton_version = "{manifest["triton_version"]}";')
     h += ["", "#ifdef __cplusplus", "}", "#endif", "#endif", ""]
     paths = [out_dir / "hipart_kernels_generated.h", out_dir / "hipart_kernels_generated.c"]
     paths[0].write_text("\n".join(h))

@@ -16,6 +16,7 @@ from __future__ import annotations
 import torch
 
 from kernels.triton_support import (
+    HAS_TRITON,
     check_device,
     interpreting,
     kernel_dtype,
@@ -33,10 +34,19 @@ NUM_WARPS = 4
 
 @triton.jit
 def codebook_nn_kernel(
-    z_ptr, c_ptr, idx_ptr, codes_ptr,
-    N, K, D,
-    stride_zn, stride_ck, stride_on,
-    BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_D: tl.constexpr,
+    z_ptr,
+    c_ptr,
+    idx_ptr,
+    codes_ptr,
+    N,
+    K,
+    D,
+    stride_zn,
+    stride_ck,
+    stride_on,
+    BLOCK_N: tl.constexpr,
+    BLOCK_K: tl.constexpr,
+    BLOCK_D: tl.constexpr,
 ):
     pid = tl.program_id(0)
     rows = pid * BLOCK_N + tl.arange(0, BLOCK_N)
@@ -45,8 +55,11 @@ def codebook_nn_kernel(
     bad = tl.zeros([BLOCK_N], tl.float32)
     for d0 in range(0, D, BLOCK_D):
         ds = d0 + tl.arange(0, BLOCK_D)
-        z = tl.load(z_ptr + rows[:, None] * stride_zn + ds[None, :], mask=row_ok[:, None] & (ds < D)[None, :],
-                    other=0.0)
+        z = tl.load(
+            z_ptr + rows[:, None] * stride_zn + ds[None, :],
+            mask=row_ok[:, None] & (ds < D)[None, :],
+            other=0.0,
+        )
         bad += tl.sum((z * 0.0).to(tl.float32), axis=1)
     finite = bad == 0.0
 
@@ -60,7 +73,9 @@ def codebook_nn_kernel(
         for d0 in range(0, D, BLOCK_D):  # D in chunks keeps the tiles in registers (no spills at D = 128)
             ds = d0 + tl.arange(0, BLOCK_D)
             d_ok = (ds < D)[None, :]
-            z = tl.load(z_ptr + rows[:, None] * stride_zn + ds[None, :], mask=row_ok[:, None] & d_ok, other=0.0)
+            z = tl.load(
+                z_ptr + rows[:, None] * stride_zn + ds[None, :], mask=row_ok[:, None] & d_ok, other=0.0
+            )
             z = tl.where(finite[:, None], z, tl.zeros_like(z))  # keep NaN out of the tiles; reported below
             c = tl.load(c_ptr + ks[:, None] * stride_ck + ds[None, :], mask=k_ok[:, None] & d_ok, other=0.0)
             cf = c.to(tl.float32)
@@ -89,16 +104,28 @@ def codebook_nn_kernel(
 
 def _check(z: torch.Tensor, codebook: torch.Tensor, on_nan: str) -> None:
     if z.dim() != 2 or codebook.dim() != 2 or z.shape[1] != codebook.shape[1]:
-        raise ValueError(f"expected z [N, D] and codebook [K, D], got {tuple(z.shape)} and {tuple(codebook.shape)}")
+        raise ValueError(
+            f"expected z [N, D] and codebook [K, D], got {tuple(z.shape)} and {tuple(codebook.shape)}"
+        )
     if codebook.shape[0] == 0:
         raise ValueError("empty codebook")
     if on_nan not in ("raise", "mark"):
         raise ValueError(f"on_nan must be 'raise' or 'mark', got {on_nan!r}")
 
 
-def codebook_nn(z: torch.Tensor, codebook: torch.Tensor, *, out_idx: torch.Tensor | None = None,
-                out_codes: torch.Tensor | None = None, on_nan: str = "raise") -> tuple[torch.Tensor, torch.Tensor]:
+def codebook_nn(
+    z: torch.Tensor,
+    codebook: torch.Tensor,
+    *,
+    out_idx: torch.Tensor | None = None,
+    out_codes: torch.Tensor | None = None,
+    on_nan: str = "raise",
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Nearest codebook row for each row of z: (idx [N] int64, codes [N, D] in codebook's dtype). Triton."""
+    if not HAS_TRITON and z.is_cuda:  # Jetson: the AOT-built library instead of Triton
+        from kernels import library
+
+        return library.codebook_nn(z, codebook, out_idx=out_idx, out_codes=out_codes, on_nan=on_nan)
     require_triton()
     _check(z, codebook, on_nan)
     check_device(z, codebook)
@@ -115,9 +142,22 @@ def codebook_nn(z: torch.Tensor, codebook: torch.Tensor, *, out_idx: torch.Tenso
     codes_k = out_codes if out_codes.dtype == ck.dtype else torch.empty_like(out_codes, dtype=ck.dtype)
     if n:
         grid = (triton.cdiv(n, BLOCK_N),)
-        codebook_nn_kernel[grid](zk, ck, out_idx, codes_k, n, k, d, zk.stride(0), ck.stride(0), codes_k.stride(0),
-                                 BLOCK_N=BLOCK_N, BLOCK_K=BLOCK_K, BLOCK_D=128 if interpreting() else BLOCK_D,
-                                 num_warps=NUM_WARPS)
+        codebook_nn_kernel[grid](
+            zk,
+            ck,
+            out_idx,
+            codes_k,
+            n,
+            k,
+            d,
+            zk.stride(0),
+            ck.stride(0),
+            codes_k.stride(0),
+            BLOCK_N=BLOCK_N,
+            BLOCK_K=BLOCK_K,
+            BLOCK_D=128 if interpreting() else BLOCK_D,
+            num_warps=NUM_WARPS,
+        )
     if codes_k is not out_codes:
         out_codes.copy_(codes_k)
     if on_nan == "raise":
@@ -125,9 +165,14 @@ def codebook_nn(z: torch.Tensor, codebook: torch.Tensor, *, out_idx: torch.Tenso
     return out_idx, out_codes
 
 
-def reference_codebook_nn(z: torch.Tensor, codebook: torch.Tensor, *, out_idx: torch.Tensor | None = None,
-                          out_codes: torch.Tensor | None = None,
-                          on_nan: str = "raise") -> tuple[torch.Tensor, torch.Tensor]:
+def reference_codebook_nn(
+    z: torch.Tensor,
+    codebook: torch.Tensor,
+    *,
+    out_idx: torch.Tensor | None = None,
+    out_codes: torch.Tensor | None = None,
+    on_nan: str = "raise",
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Plain-PyTorch reference with codebook_nn's signature and semantics (fp32 math, torch.argmin ties)."""
     _check(z, codebook, on_nan)
     zf, cf = z.float(), codebook.float()

@@ -17,7 +17,14 @@ from __future__ import annotations
 
 import torch
 
-from kernels.triton_support import check_device, kernel_dtype, next_pow2, require_triton, tl, triton
+from kernels.triton_support import (
+    check_device,
+    kernel_dtype,
+    next_pow2,
+    require_triton,
+    tl,
+    triton,
+)
 
 BLOCK_C = 32  # output-projection rows per inner iteration
 NUM_WARPS = 4
@@ -25,11 +32,32 @@ NUM_WARPS = 4
 
 @triton.jit
 def decode_attention_kernel(
-    qkv_ptr, kc_ptr, vc_ptr, w_ptr, bias_ptr, res_ptr, out_ptr,
-    pos, H, HD, C_OUT, scale,
-    stride_qkv_b, stride_cb, stride_ch, stride_ct, stride_wc, stride_res_b, stride_out_b,
-    HAS_PROJ: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_RESIDUAL: tl.constexpr,
-    BLOCK_H: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_HD: tl.constexpr, BLOCK_C: tl.constexpr,
+    qkv_ptr,
+    kc_ptr,
+    vc_ptr,
+    w_ptr,
+    bias_ptr,
+    res_ptr,
+    out_ptr,
+    pos,
+    H,
+    HD,
+    C_OUT,
+    scale,
+    stride_qkv_b,
+    stride_cb,
+    stride_ch,
+    stride_ct,
+    stride_wc,
+    stride_res_b,
+    stride_out_b,
+    HAS_PROJ: tl.constexpr,
+    HAS_BIAS: tl.constexpr,
+    HAS_RESIDUAL: tl.constexpr,
+    BLOCK_H: tl.constexpr,
+    BLOCK_T: tl.constexpr,
+    BLOCK_HD: tl.constexpr,
+    BLOCK_C: tl.constexpr,
 ):
     b = tl.program_id(0)
     hs = tl.arange(0, BLOCK_H)
@@ -67,8 +95,11 @@ def decode_attention_kernel(
         for c0 in range(0, C_OUT, BLOCK_C):
             cs = c0 + tl.arange(0, BLOCK_C)
             c_ok = cs < C_OUT
-            w = tl.load(w_ptr + cs[:, None, None] * stride_wc + hs[None, :, None] * HD + es[None, None, :],
-                        mask=c_ok[:, None, None] & he_ok[None, :, :], other=0.0).to(tl.float32)
+            w = tl.load(
+                w_ptr + cs[:, None, None] * stride_wc + hs[None, :, None] * HD + es[None, None, :],
+                mask=c_ok[:, None, None] & he_ok[None, :, :],
+                other=0.0,
+            ).to(tl.float32)
             y = tl.sum(tl.sum(w * o[None, :, :], axis=2), axis=1)
             if HAS_BIAS:
                 y += tl.load(bias_ptr + cs, mask=c_ok, other=0.0).to(tl.float32)
@@ -78,15 +109,18 @@ def decode_attention_kernel(
     else:
         o_off = out_ptr + b * stride_out_b + hs[:, None] * HD + es[None, :]
         if HAS_RESIDUAL:
-            o += tl.load(res_ptr + b * stride_res_b + hs[:, None] * HD + es[None, :], mask=he_ok,
-                         other=0.0).to(tl.float32)
+            o += tl.load(
+                res_ptr + b * stride_res_b + hs[:, None] * HD + es[None, :], mask=he_ok, other=0.0
+            ).to(tl.float32)
         tl.store(o_off, o, mask=he_ok)
 
 
 def _check(qkv, k_cache, v_cache, pos, proj_weight, proj_bias, residual):
     if k_cache.dim() != 4 or k_cache.shape != v_cache.shape:
-        raise ValueError(f"k/v cache must both be [B, heads, T, head_dim], got {tuple(k_cache.shape)}, "
-                         f"{tuple(v_cache.shape)}")
+        raise ValueError(
+            f"k/v cache must both be [B, heads, T, head_dim], got {tuple(k_cache.shape)}, "
+            f"{tuple(v_cache.shape)}"
+        )
     b, h, t, hd = k_cache.shape
     if qkv.shape != (b, 3 * h * hd):
         raise ValueError(f"qkv must be [B={b}, 3*heads*head_dim={3 * h * hd}], got {tuple(qkv.shape)}")
@@ -108,10 +142,18 @@ def _check(qkv, k_cache, v_cache, pos, proj_weight, proj_bias, residual):
     return c_out
 
 
-def decode_attention(qkv: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, pos: int,
-                     proj_weight: torch.Tensor | None = None, proj_bias: torch.Tensor | None = None,
-                     residual: torch.Tensor | None = None, *, scale: float | None = None,
-                     out: torch.Tensor | None = None) -> torch.Tensor:
+def decode_attention(
+    qkv: torch.Tensor,
+    k_cache: torch.Tensor,
+    v_cache: torch.Tensor,
+    pos: int,
+    proj_weight: torch.Tensor | None = None,
+    proj_bias: torch.Tensor | None = None,
+    residual: torch.Tensor | None = None,
+    *,
+    scale: float | None = None,
+    out: torch.Tensor | None = None,
+) -> torch.Tensor:
     """One cached decode step of multi-head attention for all heads (writes k/v at `pos`). Triton."""
     require_triton()
     c_out = _check(qkv, k_cache, v_cache, pos, proj_weight, proj_bias, residual)
@@ -129,27 +171,59 @@ def decode_attention(qkv: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Te
         res = res.contiguous()
     if out is None:
         out = torch.empty(b, c_out, dtype=qkv.dtype, device=qkv.device)
-    out_k = out if (out.dtype == kernel_dtype(out).dtype and out.stride(-1) == 1) else torch.empty(
-        b, c_out, dtype=torch.float32, device=out.device)
+    out_k = (
+        out
+        if (out.dtype == kernel_dtype(out).dtype and out.stride(-1) == 1)
+        else torch.empty(b, c_out, dtype=torch.float32, device=out.device)
+    )
     scale = hd**-0.5 if scale is None else float(scale)
     if b:
         decode_attention_kernel[(b,)](
-            qkv_k, k_cache, v_cache, w, bias, res, out_k,
-            int(pos), h, hd, c_out, scale,
-            qkv_k.stride(0), k_cache.stride(0), k_cache.stride(1), k_cache.stride(2),
-            w.stride(0), res.stride(0), out_k.stride(0),
-            HAS_PROJ=proj_weight is not None, HAS_BIAS=proj_bias is not None, HAS_RESIDUAL=residual is not None,
-            BLOCK_H=next_pow2(h), BLOCK_T=next_pow2(t), BLOCK_HD=next_pow2(hd), BLOCK_C=BLOCK_C,
-            num_warps=NUM_WARPS)
+            qkv_k,
+            k_cache,
+            v_cache,
+            w,
+            bias,
+            res,
+            out_k,
+            int(pos),
+            h,
+            hd,
+            c_out,
+            scale,
+            qkv_k.stride(0),
+            k_cache.stride(0),
+            k_cache.stride(1),
+            k_cache.stride(2),
+            w.stride(0),
+            res.stride(0),
+            out_k.stride(0),
+            HAS_PROJ=proj_weight is not None,
+            HAS_BIAS=proj_bias is not None,
+            HAS_RESIDUAL=residual is not None,
+            BLOCK_H=next_pow2(h),
+            BLOCK_T=next_pow2(t),
+            BLOCK_HD=next_pow2(hd),
+            BLOCK_C=BLOCK_C,
+            num_warps=NUM_WARPS,
+        )
     if out_k is not out:
         out.copy_(out_k)
     return out
 
 
-def reference_decode_attention(qkv: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, pos: int,
-                               proj_weight: torch.Tensor | None = None, proj_bias: torch.Tensor | None = None,
-                               residual: torch.Tensor | None = None, *, scale: float | None = None,
-                               out: torch.Tensor | None = None) -> torch.Tensor:
+def reference_decode_attention(
+    qkv: torch.Tensor,
+    k_cache: torch.Tensor,
+    v_cache: torch.Tensor,
+    pos: int,
+    proj_weight: torch.Tensor | None = None,
+    proj_bias: torch.Tensor | None = None,
+    residual: torch.Tensor | None = None,
+    *,
+    scale: float | None = None,
+    out: torch.Tensor | None = None,
+) -> torch.Tensor:
     """Plain-PyTorch reference with decode_attention's signature (the math of Attention.forward_cached)."""
     c_out = _check(qkv, k_cache, v_cache, pos, proj_weight, proj_bias, residual)
     b, h, t, hd = k_cache.shape
@@ -163,7 +237,9 @@ def reference_decode_attention(qkv: torch.Tensor, k_cache: torch.Tensor, v_cache
     o = (scores.softmax(-1)[:, :, None] @ vc)[:, :, 0].reshape(b, h * hd)  # [B, C]
     y = o
     if proj_weight is not None:
-        y = torch.nn.functional.linear(o, proj_weight.float(), None if proj_bias is None else proj_bias.float())
+        y = torch.nn.functional.linear(
+            o, proj_weight.float(), None if proj_bias is None else proj_bias.float()
+        )
     if residual is not None:
         y = y + residual.float()
     if out is None:

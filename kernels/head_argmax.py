@@ -12,9 +12,10 @@ from __future__ import annotations
 import torch
 
 from kernels.triton_support import (
+    HAS_TRITON,
     check_device,
-    kernel_dtype,
     interpreting,
+    kernel_dtype,
     raise_on_invalid,
     require_triton,
     tl,
@@ -30,11 +31,25 @@ NUM_WARPS = 4
 
 @triton.jit
 def head_argmax_kernel(
-    h_ptr, w_ptr, b_ptr, t_ptr, idx_ptr, rows_ptr,
-    B, K, D, E,
-    stride_hb, stride_wk, stride_tk, stride_ob,
-    HAS_BIAS: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_K: tl.constexpr,
-    BLOCK_D: tl.constexpr, BLOCK_E: tl.constexpr,
+    h_ptr,
+    w_ptr,
+    b_ptr,
+    t_ptr,
+    idx_ptr,
+    rows_ptr,
+    B,
+    K,
+    D,
+    E,
+    stride_hb,
+    stride_wk,
+    stride_tk,
+    stride_ob,
+    HAS_BIAS: tl.constexpr,
+    BLOCK_B: tl.constexpr,
+    BLOCK_K: tl.constexpr,
+    BLOCK_D: tl.constexpr,
+    BLOCK_E: tl.constexpr,
 ):
     pid = tl.program_id(0)
     bs = pid * BLOCK_B + tl.arange(0, BLOCK_B)
@@ -42,7 +57,9 @@ def head_argmax_kernel(
     bad = tl.zeros([BLOCK_B], tl.float32)
     for d0 in range(0, D, BLOCK_D):
         ds = d0 + tl.arange(0, BLOCK_D)
-        h = tl.load(h_ptr + bs[:, None] * stride_hb + ds[None, :], mask=b_ok[:, None] & (ds < D)[None, :], other=0.0)
+        h = tl.load(
+            h_ptr + bs[:, None] * stride_hb + ds[None, :], mask=b_ok[:, None] & (ds < D)[None, :], other=0.0
+        )
         bad += tl.sum((h * 0.0).to(tl.float32), axis=1)  # NaN exactly where a row holds NaN/Inf
     finite = bad == 0.0
 
@@ -83,7 +100,9 @@ def head_argmax_kernel(
 
 def _check(h, weight, bias, table, on_nan):
     if h.dim() != 2 or weight.dim() != 2 or h.shape[1] != weight.shape[1]:
-        raise ValueError(f"expected h [B, D] and weight [K, D], got {tuple(h.shape)} and {tuple(weight.shape)}")
+        raise ValueError(
+            f"expected h [B, D] and weight [K, D], got {tuple(h.shape)} and {tuple(weight.shape)}"
+        )
     if bias is not None and bias.shape != (weight.shape[0],):
         raise ValueError(f"bias must be [K]={weight.shape[0]}, got {tuple(bias.shape)}")
     if table.dim() != 2 or table.shape[0] != weight.shape[0]:
@@ -94,10 +113,21 @@ def _check(h, weight, bias, table, on_nan):
         raise ValueError(f"on_nan must be 'raise' or 'mark', got {on_nan!r}")
 
 
-def head_argmax(h: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, table: torch.Tensor, *,
-                out_idx: torch.Tensor | None = None, out_rows: torch.Tensor | None = None,
-                on_nan: str = "raise") -> tuple[torch.Tensor, torch.Tensor]:
-    """argmax_k (h W^T + b) per row and table[argmax]: (idx [B] int64, rows [B, E] in table's dtype). Triton."""
+def head_argmax(
+    h: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    table: torch.Tensor,
+    *,
+    out_idx: torch.Tensor | None = None,
+    out_rows: torch.Tensor | None = None,
+    on_nan: str = "raise",
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """argmax_k (h W^T + b) per row and table[argmax]: (idx [B] int64, rows [B, E], table's dtype). Triton."""
+    if not HAS_TRITON and h.is_cuda:  # Jetson: the AOT-built library instead of Triton
+        from kernels import library
+
+        return library.head_argmax(h, weight, bias, table, out_idx=out_idx, out_rows=out_rows, on_nan=on_nan)
     require_triton()
     _check(h, weight, bias, table, on_nan)
     check_device(*(t for t in (h, weight, bias, table) if t is not None))
@@ -114,10 +144,28 @@ def head_argmax(h: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
     rows_k = out_rows if out_rows.dtype == tk.dtype else torch.empty_like(out_rows, dtype=tk.dtype)
     if nb:
         grid = (triton.cdiv(nb, BLOCK_B),)
-        head_argmax_kernel[grid](hk, wk, bk, tk, out_idx, rows_k, nb, k, d, e,
-                                 hk.stride(0), wk.stride(0), tk.stride(0), rows_k.stride(0),
-                                 HAS_BIAS=bias is not None, BLOCK_B=BLOCK_B, BLOCK_K=BLOCK_K,
-                                 BLOCK_D=128 if interpreting() else BLOCK_D, BLOCK_E=BLOCK_E, num_warps=NUM_WARPS)
+        head_argmax_kernel[grid](
+            hk,
+            wk,
+            bk,
+            tk,
+            out_idx,
+            rows_k,
+            nb,
+            k,
+            d,
+            e,
+            hk.stride(0),
+            wk.stride(0),
+            tk.stride(0),
+            rows_k.stride(0),
+            HAS_BIAS=bias is not None,
+            BLOCK_B=BLOCK_B,
+            BLOCK_K=BLOCK_K,
+            BLOCK_D=128 if interpreting() else BLOCK_D,
+            BLOCK_E=BLOCK_E,
+            num_warps=NUM_WARPS,
+        )
     if rows_k is not out_rows:
         out_rows.copy_(rows_k)
     if on_nan == "raise":
@@ -125,9 +173,16 @@ def head_argmax(h: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
     return out_idx, out_rows
 
 
-def reference_head_argmax(h: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, table: torch.Tensor, *,
-                          out_idx: torch.Tensor | None = None, out_rows: torch.Tensor | None = None,
-                          on_nan: str = "raise") -> tuple[torch.Tensor, torch.Tensor]:
+def reference_head_argmax(
+    h: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    table: torch.Tensor,
+    *,
+    out_idx: torch.Tensor | None = None,
+    out_rows: torch.Tensor | None = None,
+    on_nan: str = "raise",
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Plain-PyTorch reference with head_argmax's signature: materialises the logits, torch.argmax ties."""
     _check(h, weight, bias, table, on_nan)
     hf = h.float()

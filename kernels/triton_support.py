@@ -31,7 +31,9 @@ except Exception as exc:  # ImportError, or a broken install on an unsupported p
         constexpr = object
 
         def __getattr__(self, name):
-            raise RuntimeError(f"triton is not installed ({TRITON_IMPORT_ERROR}); pip install 'hipart-edge[triton]'")
+            raise RuntimeError(
+                f"triton is not installed ({TRITON_IMPORT_ERROR}); pip install 'hipart-edge[triton]'"
+            )
 
     triton = _MissingTriton()  # type: ignore[assignment]
     tl = _MissingTriton()  # type: ignore[assignment]
@@ -44,7 +46,9 @@ def interpreting() -> bool:
 
 def require_triton() -> None:
     if not HAS_TRITON:
-        raise RuntimeError(f"triton is not installed ({TRITON_IMPORT_ERROR}); pip install 'hipart-edge[triton]'")
+        raise RuntimeError(
+            f"triton is not installed ({TRITON_IMPORT_ERROR}); pip install 'hipart-edge[triton]'"
+        )
 
 
 def check_device(*tensors: torch.Tensor) -> None:
@@ -54,8 +58,10 @@ def check_device(*tensors: torch.Tensor) -> None:
         raise ValueError(f"all tensors must be on one device, got {sorted(map(str, devices))}")
     device = devices.pop()
     if device.type == "cpu" and not interpreting():
-        raise ValueError("CPU tensors need TRITON_INTERPRET=1 (Triton's interpreter); use the reference_* "
-                         "function or move the tensors to CUDA")
+        raise ValueError(
+            "CPU tensors need TRITON_INTERPRET=1 (Triton's interpreter); use the reference_* "
+            "function or move the tensors to CUDA"
+        )
 
 
 def kernel_dtype(t: torch.Tensor) -> torch.Tensor:
@@ -87,7 +93,7 @@ class NonFiniteInputError(ValueError):
 
 
 def raise_on_invalid(what: str, idx: torch.Tensor) -> None:
-    """Index -1 marks a non-finite input row (see the kernels); raise with the rows listed. Syncs the device."""
+    """Index -1 marks a non-finite input row (see the kernels): raise, listing the rows. Syncs the device."""
     bad = (idx < 0).nonzero().flatten()
     if bad.numel():
         raise NonFiniteInputError(what, bad.tolist())
