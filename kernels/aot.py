@@ -342,10 +342,10 @@ def build(archs=ARCHS, out_dir: Path = AOT_DIR, names: list[str] | None = None) 
             meta["file"] = fname
             meta["compile_seconds"] = round(time.time() - t0, 2)
             entry["cubins"].append(meta)
-            print(
-                f"{v.name:24s} sm_{arch}: {meta['registers']:3d} regs, {meta['dynamic_shared_bytes']:6d} B smem,"
-                f" spills {meta['spill_store_bytes']}/{meta['spill_load_bytes']} B, {len(cubin):7d} B cubin"
-            )
+            regs, smem = meta["registers"], meta["dynamic_shared_bytes"]
+            spills = f"{meta['spill_store_bytes']}/{meta['spill_load_bytes']}"
+            size = len(cubin)
+            print(f"{v.name:24s} sm_{arch}: {regs:3d} regs, {smem:6d} B smem, spills {spills} B, {size:7d} B")
         manifest["variants"].append(entry)
     (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
     return manifest
