@@ -281,9 +281,7 @@ def compile_variant(v: Variant, arch: int) -> tuple[bytes, dict]:
     res = cubin_resources(cubin, md.name)
     ptxas = parse_ptxas_log(log.getvalue())
     if ptxas.get("registers", res["registers"]) != res["registers"]:
-        raise RuntimeError(
-            f"{v.name} sm_{arch}: ELF says {res['registers']} registers, ptxas {ptxas['registers']}"
-        )
+        raise RuntimeError(f"{v.name} sm_{arch}: ELF says {res['registers']} registers, ptxas {ptxas['registers']}")
     gpu_name = re.search(r"\.target\s+(sm_\w+)", cc.asm["ptx"]).group(1)
     return cubin, {
         "arch": arch,

@@ -73,9 +73,7 @@ def codebook_nn_kernel(
         for d0 in range(0, D, BLOCK_D):  # D in chunks keeps the tiles in registers (no spills at D = 128)
             ds = d0 + tl.arange(0, BLOCK_D)
             d_ok = (ds < D)[None, :]
-            z = tl.load(
-                z_ptr + rows[:, None] * stride_zn + ds[None, :], mask=row_ok[:, None] & d_ok, other=0.0
-            )
+            z = tl.load(z_ptr + rows[:, None] * stride_zn + ds[None, :], mask=row_ok[:, None] & d_ok, other=0.0)
             z = tl.where(finite[:, None], z, tl.zeros_like(z))  # keep NaN out of the tiles; reported below
             c = tl.load(c_ptr + ks[:, None] * stride_ck + ds[None, :], mask=k_ok[:, None] & d_ok, other=0.0)
             cf = c.to(tl.float32)
@@ -104,9 +102,7 @@ def codebook_nn_kernel(
 
 def _check(z: torch.Tensor, codebook: torch.Tensor, on_nan: str) -> None:
     if z.dim() != 2 or codebook.dim() != 2 or z.shape[1] != codebook.shape[1]:
-        raise ValueError(
-            f"expected z [N, D] and codebook [K, D], got {tuple(z.shape)} and {tuple(codebook.shape)}"
-        )
+        raise ValueError(f"expected z [N, D] and codebook [K, D], got {tuple(z.shape)} and {tuple(codebook.shape)}")
     if codebook.shape[0] == 0:
         raise ValueError("empty codebook")
     if on_nan not in ("raise", "mark"):

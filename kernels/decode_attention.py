@@ -109,17 +109,16 @@ def decode_attention_kernel(
     else:
         o_off = out_ptr + b * stride_out_b + hs[:, None] * HD + es[None, :]
         if HAS_RESIDUAL:
-            o += tl.load(
-                res_ptr + b * stride_res_b + hs[:, None] * HD + es[None, :], mask=he_ok, other=0.0
-            ).to(tl.float32)
+            o += tl.load(res_ptr + b * stride_res_b + hs[:, None] * HD + es[None, :], mask=he_ok, other=0.0).to(
+                tl.float32
+            )
         tl.store(o_off, o, mask=he_ok)
 
 
 def _check(qkv, k_cache, v_cache, pos, proj_weight, proj_bias, residual):
     if k_cache.dim() != 4 or k_cache.shape != v_cache.shape:
         raise ValueError(
-            f"k/v cache must both be [B, heads, T, head_dim], got {tuple(k_cache.shape)}, "
-            f"{tuple(v_cache.shape)}"
+            f"k/v cache must both be [B, heads, T, head_dim], got {tuple(k_cache.shape)}, {tuple(v_cache.shape)}"
         )
     b, h, t, hd = k_cache.shape
     if qkv.shape != (b, 3 * h * hd):
@@ -237,9 +236,7 @@ def reference_decode_attention(
     o = (scores.softmax(-1)[:, :, None] @ vc)[:, :, 0].reshape(b, h * hd)  # [B, C]
     y = o
     if proj_weight is not None:
-        y = torch.nn.functional.linear(
-            o, proj_weight.float(), None if proj_bias is None else proj_bias.float()
-        )
+        y = torch.nn.functional.linear(o, proj_weight.float(), None if proj_bias is None else proj_bias.float())
     if residual is not None:
         y = y + residual.float()
     if out is None:

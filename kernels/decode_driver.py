@@ -37,8 +37,10 @@ class TritonDecoder:
     def __init__(self, model, batch: int, *, use_graph: bool | None = None):
         cfg = model.config
         if cfg.mode != "autoregressive" or not cfg.sparse_to_dense:
-            raise NotImplementedError("TritonDecoder implements mode='autoregressive' with sparse_to_dense=True; "
-                                      f"got mode={cfg.mode!r}, sparse_to_dense={cfg.sparse_to_dense}")
+            raise NotImplementedError(
+                "TritonDecoder implements mode='autoregressive' with sparse_to_dense=True; "
+                f"got mode={cfg.mode!r}, sparse_to_dense={cfg.sparse_to_dense}"
+            )
         if model.training:
             raise ValueError("TritonDecoder decodes for inference: call model.eval() first (dropout must be off)")
         self.model = model
@@ -75,8 +77,16 @@ class TritonDecoder:
         for layer, blk in enumerate(self.model.gcsab):
             a = blk.attn
             qkv = F.linear(blk.norm1(x), a.qkv.weight, a.qkv.bias)
-            x = decode_attention(qkv, self.cache_k[layer], self.cache_v[layer], pos, a.proj.weight, a.proj.bias,
-                                 residual=x, scale=a.scale)
+            x = decode_attention(
+                qkv,
+                self.cache_k[layer],
+                self.cache_v[layer],
+                pos,
+                a.proj.weight,
+                a.proj.bias,
+                residual=x,
+                scale=a.scale,
+            )
             x = x + blk.mlp(blk.norm2(x))
         return self.model.gcsab_norm(x)
 
@@ -147,7 +157,8 @@ class TritonDecoder:
             self.graph.replay()
         else:
             self.decode()
-        raise_on_invalid("TritonDecoder (non-finite head input)", torch.cat([self.q_s, self.q_d.flatten(1)], 1).flatten())
+        tokens = torch.cat([self.q_s, self.q_d.flatten(1)], 1)
+        raise_on_invalid("TritonDecoder (non-finite head input)", tokens.flatten())
         q_s = self.q_s[:, self.inv_order]
         q_d = self.q_d[:, self.inv_order].reshape(self.batch, self.num_parts * self.r)
         return q_s, q_d

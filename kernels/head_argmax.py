@@ -57,9 +57,7 @@ def head_argmax_kernel(
     bad = tl.zeros([BLOCK_B], tl.float32)
     for d0 in range(0, D, BLOCK_D):
         ds = d0 + tl.arange(0, BLOCK_D)
-        h = tl.load(
-            h_ptr + bs[:, None] * stride_hb + ds[None, :], mask=b_ok[:, None] & (ds < D)[None, :], other=0.0
-        )
+        h = tl.load(h_ptr + bs[:, None] * stride_hb + ds[None, :], mask=b_ok[:, None] & (ds < D)[None, :], other=0.0)
         bad += tl.sum((h * 0.0).to(tl.float32), axis=1)  # NaN exactly where a row holds NaN/Inf
     finite = bad == 0.0
 
@@ -100,9 +98,7 @@ def head_argmax_kernel(
 
 def _check(h, weight, bias, table, on_nan):
     if h.dim() != 2 or weight.dim() != 2 or h.shape[1] != weight.shape[1]:
-        raise ValueError(
-            f"expected h [B, D] and weight [K, D], got {tuple(h.shape)} and {tuple(weight.shape)}"
-        )
+        raise ValueError(f"expected h [B, D] and weight [K, D], got {tuple(h.shape)} and {tuple(weight.shape)}")
     if bias is not None and bias.shape != (weight.shape[0],):
         raise ValueError(f"bias must be [K]={weight.shape[0]}, got {tuple(bias.shape)}")
     if table.dim() != 2 or table.shape[0] != weight.shape[0]:

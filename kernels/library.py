@@ -223,20 +223,14 @@ def head_argmax(h, weight, bias, table, *, out_idx=None, out_rows=None, on_nan="
     lib = load()
     w = weight.contiguous()
     hc = h.to(w.dtype).contiguous()
-    b = (
-        bias.to(w.dtype).contiguous()
-        if bias is not None
-        else torch.zeros(w.shape[0], dtype=w.dtype, device=w.device)
-    )
+    b = bias.to(w.dtype).contiguous() if bias is not None else torch.zeros(w.shape[0], dtype=w.dtype, device=w.device)
     t = table.to(w.dtype).contiguous()
     nb, d = hc.shape
     e = t.shape[1]
     idx = out_idx if out_idx is not None else torch.empty(nb, dtype=torch.int64, device=h.device)
     rows = out_rows if out_rows is not None else torch.empty(nb, e, dtype=table.dtype, device=h.device)
     rows_k = (
-        rows
-        if (rows.dtype == t.dtype and rows.stride(-1) == 1)
-        else torch.empty(nb, e, dtype=t.dtype, device=h.device)
+        rows if (rows.dtype == t.dtype and rows.stride(-1) == 1) else torch.empty(nb, e, dtype=t.dtype, device=h.device)
     )
     lib.launch(
         _variant("head_argmax", w.dtype),
@@ -274,21 +268,9 @@ def decode_attention(
     b, h, t, hd = k_cache.shape
     dt = k_cache.dtype
     # The library's variant always projects, adds bias and residual: supply identity/zeros when absent.
-    w = (
-        proj_weight.to(dt).contiguous()
-        if proj_weight is not None
-        else torch.eye(h * hd, dtype=dt, device=qkv.device)
-    )
-    bias = (
-        proj_bias.to(dt).contiguous()
-        if proj_bias is not None
-        else torch.zeros(c_out, dtype=dt, device=qkv.device)
-    )
-    res = (
-        residual.to(dt).contiguous()
-        if residual is not None
-        else torch.zeros(b, c_out, dtype=dt, device=qkv.device)
-    )
+    w = proj_weight.to(dt).contiguous() if proj_weight is not None else torch.eye(h * hd, dtype=dt, device=qkv.device)
+    bias = proj_bias.to(dt).contiguous() if proj_bias is not None else torch.zeros(c_out, dtype=dt, device=qkv.device)
+    res = residual.to(dt).contiguous() if residual is not None else torch.zeros(b, c_out, dtype=dt, device=qkv.device)
     q = qkv.to(dt).contiguous()
     o = (
         out

@@ -31,9 +31,7 @@ except Exception as exc:  # ImportError, or a broken install on an unsupported p
         constexpr = object
 
         def __getattr__(self, name):
-            raise RuntimeError(
-                f"triton is not installed ({TRITON_IMPORT_ERROR}); pip install 'hipart-edge[triton]'"
-            )
+            raise RuntimeError(f"triton is not installed ({TRITON_IMPORT_ERROR}); pip install 'hipart-edge[triton]'")
 
     triton = _MissingTriton()  # type: ignore[assignment]
     tl = _MissingTriton()  # type: ignore[assignment]
@@ -46,9 +44,7 @@ def interpreting() -> bool:
 
 def require_triton() -> None:
     if not HAS_TRITON:
-        raise RuntimeError(
-            f"triton is not installed ({TRITON_IMPORT_ERROR}); pip install 'hipart-edge[triton]'"
-        )
+        raise RuntimeError(f"triton is not installed ({TRITON_IMPORT_ERROR}); pip install 'hipart-edge[triton]'")
 
 
 def check_device(*tensors: torch.Tensor) -> None:

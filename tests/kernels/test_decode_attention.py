@@ -74,8 +74,16 @@ def test_matches_the_model_attention_over_a_whole_decode(device, seed):
             x = torch.randn(b, 1, dim, device=device)
             mask = (steps[None, :] <= steps[:, None])[pos][None, None, None, :]
             ref = attn.forward_cached(x, pos, ref_k[1], ref_v[1], mask)[:, 0] + x[:, 0]
-            got = decode_attention(attn.qkv(x[:, 0]), ker_k[1], ker_v[1], pos, attn.proj.weight, attn.proj.bias,
-                                   residual=x[:, 0], scale=attn.scale)
+            got = decode_attention(
+                attn.qkv(x[:, 0]),
+                ker_k[1],
+                ker_v[1],
+                pos,
+                attn.proj.weight,
+                attn.proj.bias,
+                residual=x[:, 0],
+                scale=attn.scale,
+            )
             torch.testing.assert_close(got, ref, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(ker_k[1], ref_k[1], rtol=0, atol=1e-6)
     torch.testing.assert_close(ker_v[1], ref_v[1], rtol=0, atol=1e-6)

@@ -103,6 +103,7 @@ def test_half_precision(device, seed):
     h = torch.randn(3, 128, device=device).half()
     weight, table = torch.randn(2048, 128, device=device).half(), torch.randn(2048, 128, device=device).half()
     idx, rows = run_poisoned(h, weight, None, table)
-    assert_same_or_near_tie(idx, reference_head_argmax(h, weight, None, table)[0], h.float(), weight.float(), None,
-                            rel=1e-3)
+    assert_same_or_near_tie(
+        idx, reference_head_argmax(h, weight, None, table)[0], h.float(), weight.float(), None, rel=1e-3
+    )
     assert torch.equal(rows, table[idx])
