@@ -233,9 +233,13 @@ def parse_ptxas_log(log: str) -> dict:
     return out
 
 
-def source_digest(module: str) -> str:
-    path = HERE / (module.split(".")[-1] + ".py")
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+def kernel_digest(module: str, kernel: str) -> str:
+    """sha256 of the @triton.jit function's source: what a cubin was compiled from (launcher edits don't count)."""
+    import importlib
+    import inspect
+
+    obj = getattr(importlib.import_module(module), kernel)
+    return hashlib.sha256(inspect.getsource(getattr(obj, "fn", obj)).encode()).hexdigest()
 
 
 # -- build (needs triton) --------------------------------------------------------------------------------
@@ -263,8 +267,9 @@ def compile_variant(v: Variant, arch: int) -> tuple[bytes, dict]:
     attrs = {(i,): [["tt.divisibility", 16]] for i, a in enumerate(fn.arg_names) if sig[a].startswith("*")}
     src = triton.compiler.ASTSource(fn, sig, dict(v.constexprs), attrs)
     log = io.StringIO()
-    old = triton.knobs.nvidia.dump_ptxas_log
-    triton.knobs.nvidia.dump_ptxas_log = True
+    old = triton.knobs.nvidia.dump_ptxas_log, triton.knobs.compilation.always_compile
+    # Always run ptxas (a cache hit would skip it, and with it the -v log the manifest records).
+    triton.knobs.nvidia.dump_ptxas_log, triton.knobs.compilation.always_compile = True, True
     try:
         with contextlib.redirect_stdout(log):
             cc = triton.compile(
@@ -273,14 +278,16 @@ def compile_variant(v: Variant, arch: int) -> tuple[bytes, dict]:
                 options={"num_warps": v.num_warps, "num_stages": v.num_stages, "enable_fp_fusion": True},
             )
     finally:
-        triton.knobs.nvidia.dump_ptxas_log = old
+        triton.knobs.nvidia.dump_ptxas_log, triton.knobs.compilation.always_compile = old
     md = cc.metadata
     if getattr(md, "global_scratch_size", 0) or getattr(md, "profile_scratch_size", 0):
         raise RuntimeError(f"{v.name} sm_{arch}: needs global/profile scratch; the C launcher passes none")
     cubin = cc.asm["cubin"]
     res = cubin_resources(cubin, md.name)
     ptxas = parse_ptxas_log(log.getvalue())
-    if ptxas.get("registers", res["registers"]) != res["registers"]:
+    if "registers" not in ptxas:
+        raise RuntimeError(f"{v.name} sm_{arch}: no ptxas -v log captured")
+    if ptxas["registers"] != res["registers"]:
         raise RuntimeError(f"{v.name} sm_{arch}: ELF says {res['registers']} registers, ptxas {ptxas['registers']}")
     gpu_name = re.search(r"\.target\s+(sm_\w+)", cc.asm["ptx"]).group(1)
     return cubin, {
@@ -322,7 +329,7 @@ def build(archs=ARCHS, out_dir: Path = AOT_DIR, names: list[str] | None = None) 
             "name": v.name,
             "module": v.module,
             "kernel": v.kernel,
-            "source_sha256": source_digest(v.module),
+            "kernel_sha256": kernel_digest(v.module, v.kernel),
             "args": [list(a) for a in v.args],
             "constexprs": v.constexprs,
             "num_warps": v.num_warps,

@@ -1,0 +1,147 @@
+"""Ahead-of-time build: committed cubins are current, compile here for sm_87/89/90, C library builds and loads."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from kernels import aot
+from kernels.triton_support import HAS_TRITON, TRITON_IMPORT_ERROR
+
+ROOT = Path(__file__).resolve().parents[2]
+MANIFEST = json.loads(aot.MANIFEST.read_text())
+needs_triton = pytest.mark.skipif(not HAS_TRITON, reason=f"triton not installed ({TRITON_IMPORT_ERROR})")
+
+
+def no_interpret_env() -> dict:
+    env = dict(os.environ)
+    env.pop("TRITON_INTERPRET", None)
+    env["TRITON_DEFAULT_FP_FUSION"] = "1"
+    return env
+
+
+def test_manifest_covers_every_variant_and_arch():
+    assert [v["name"] for v in MANIFEST["variants"]] == [v.name for v in aot.VARIANTS]
+    for v in MANIFEST["variants"]:
+        assert sorted(cb["arch"] for cb in v["cubins"]) == [87, 89, 90], v["name"]
+
+
+def test_committed_cubins_are_built_from_the_current_kernels():
+    stale = [
+        v["name"] for v in MANIFEST["variants"] if aot.kernel_digest(v["module"], v["kernel"]) != v["kernel_sha256"]
+    ]
+    assert not stale, f"kernel source changed since the cubins were built ({stale}): run `python kernels/aot.py build`"
+
+
+def test_cubins_match_manifest_and_are_small():
+    total = 0
+    for v in MANIFEST["variants"]:
+        for cb in v["cubins"]:
+            data = (aot.AOT_DIR / cb["file"]).read_bytes()
+            total += len(data)
+            assert hashlib.sha256(data).hexdigest() == cb["cubin_sha256"]
+            res = aot.cubin_resources(data, cb["kernel_symbol"])
+            assert res["registers"] == cb["registers"] and 0 < res["registers"] <= 255
+            assert cb["threads_per_block"] == 32 * v["num_warps"]
+            assert cb["dynamic_shared_bytes"] + res["static_shared_bytes"] <= 99 * 1024  # fits sm_89's limit
+    assert total < 2 * 1024 * 1024, f"cubins total {total} bytes; build them in CMake instead of committing"
+
+
+@needs_triton
+def test_compiles_on_this_cpu_only_machine(tmp_path):
+    """triton.compile(ASTSource, GPUTarget('cuda', 87, 32)) without a GPU; same resources as the manifest."""
+    name = "decode_attention_fp32"
+    cmd = [
+        sys.executable,
+        str(ROOT / "kernels/aot.py"),
+        "build",
+        "--arch",
+        "87",
+        "--only",
+        name,
+        "--out",
+        str(tmp_path),
+    ]
+    subprocess.run(cmd, check=True, cwd=ROOT, env=no_interpret_env(), capture_output=True, timeout=300)
+    fresh = json.loads((tmp_path / "manifest.json").read_text())["variants"][0]["cubins"][0]
+    committed = next(v for v in MANIFEST["variants"] if v["name"] == name)["cubins"][0]
+    assert fresh["gpu_name"] == "sm_87"
+    for key in ("registers", "dynamic_shared_bytes", "static_shared_bytes", "spill_store_bytes"):
+        assert fresh[key] == committed[key], key
+
+
+def test_generating_the_c_launchers_needs_no_triton(tmp_path):
+    code = (
+        "import sys, runpy; sys.modules['triton'] = None; sys.modules['torch'] = None; "
+        f"sys.argv = ['aot.py', 'gen-c', '--out', {str(tmp_path)!r}]; "
+        f"runpy.run_path({str(ROOT / 'kernels/aot.py')!r}, run_name='__main__')"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT, capture_output=True, timeout=120)
+    header = (tmp_path / "hipart_kernels_generated.h").read_text()
+    for v in aot.VARIANTS:
+        assert f"int hipart_{v.name}(void *stream" in header
+
+
+@pytest.fixture(scope="module")
+def built_library(tmp_path_factory):
+    if not shutil.which("cmake") or not shutil.which("cc"):
+        pytest.skip("cmake or a C compiler is missing")
+    build = tmp_path_factory.mktemp("cmake-build")
+    cfg = subprocess.run(
+        [
+            "cmake",
+            "-S",
+            str(ROOT),
+            "-B",
+            str(build),
+            "-DCMAKE_BUILD_TYPE=Release",
+            f"-DPython3_EXECUTABLE={sys.executable}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    if cfg.returncode and "CUDAToolkit" in cfg.stderr + cfg.stdout:
+        pytest.skip("the CUDA toolkit (headers) is not installed")
+    assert cfg.returncode == 0, cfg.stdout + cfg.stderr
+    out = subprocess.run(["cmake", "--build", str(build), "-j2"], capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "warning" not in out.stdout.lower(), out.stdout
+    return build
+
+
+def test_cmake_builds_and_the_smoke_program_runs(built_library):
+    run = subprocess.run(
+        [str(built_library / "hipart_kernels_smoke"), "--allow-no-driver"], capture_output=True, text=True, timeout=60
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert f"{len(aot.VARIANTS)} kernels, triton {MANIFEST['triton_version']}" in run.stdout
+    for v in aot.VARIANTS:
+        assert v.name in run.stdout
+
+
+def test_ctypes_loader_reads_the_library(built_library):
+    from kernels.library import KernelLibrary, LibraryError
+
+    lib = KernelLibrary(built_library / "libhipart_kernels.so")
+    assert lib.triton_version == MANIFEST["triton_version"]
+    embedded = lib.kernels()
+    for v in MANIFEST["variants"]:
+        for cb in v["cubins"]:
+            assert embedded[v["name"]][cb["arch"]] == {
+                "registers": cb["registers"],
+                "shared_bytes": cb["dynamic_shared_bytes"],
+            }
+    if not torch.cuda.is_available():
+        with pytest.raises(LibraryError, match="no CUDA driver"):
+            lib.init()
+        with pytest.raises(LibraryError):  # a launch says why instead of crashing
+            lib.launch("codebook_nn_fp32", None, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1)
