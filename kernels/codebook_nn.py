@@ -27,9 +27,10 @@ from kernels.triton_support import (
 )
 
 BLOCK_N = 16  # rows of z per program (tl.dot needs >= 16)
-BLOCK_K = 64  # codebook rows per tile
 BLOCK_D = 32  # feature chunk (the interpreter uses 128: one Python-level step per tile)
-NUM_WARPS = 4
+# (codebook rows per tile, warps) by input dtype: the fp32 IEEE dot is FMA-based and needs 8 warps to stay
+# spill-free (96-113 registers); fp16/bf16 use tensor cores. The AOT variants (kernels/aot.py) use the same.
+LAUNCH_CONFIG = {torch.float32: (64, 8), torch.float16: (64, 4), torch.bfloat16: (64, 4)}
 
 
 @triton.jit
@@ -150,9 +151,9 @@ def codebook_nn(
             ck.stride(0),
             codes_k.stride(0),
             BLOCK_N=BLOCK_N,
-            BLOCK_K=BLOCK_K,
+            BLOCK_K=LAUNCH_CONFIG[ck.dtype][0],
             BLOCK_D=128 if interpreting() else BLOCK_D,
-            num_warps=NUM_WARPS,
+            num_warps=LAUNCH_CONFIG[ck.dtype][1],
         )
     if codes_k is not out_codes:
         out_codes.copy_(codes_k)

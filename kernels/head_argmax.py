@@ -23,10 +23,10 @@ from kernels.triton_support import (
 )
 
 BLOCK_B = 16
-BLOCK_K = 64
 BLOCK_D = 32  # feature chunk (the interpreter uses 128: one Python-level step per tile)
 BLOCK_E = 32
-NUM_WARPS = 4
+# (classes per tile, warps) by weight dtype; spill-free on sm_87/89/90 (kernels/aot/manifest.json).
+LAUNCH_CONFIG = {torch.float32: (32, 8), torch.float16: (64, 4), torch.bfloat16: (64, 4)}
 
 
 @triton.jit
@@ -157,10 +157,10 @@ def head_argmax(
             rows_k.stride(0),
             HAS_BIAS=bias is not None,
             BLOCK_B=BLOCK_B,
-            BLOCK_K=BLOCK_K,
+            BLOCK_K=LAUNCH_CONFIG[wk.dtype][0],
             BLOCK_D=128 if interpreting() else BLOCK_D,
             BLOCK_E=BLOCK_E,
-            num_warps=NUM_WARPS,
+            num_warps=LAUNCH_CONFIG[wk.dtype][1],
         )
     if rows_k is not out_rows:
         out_rows.copy_(rows_k)

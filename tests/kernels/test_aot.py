@@ -145,3 +145,25 @@ def test_ctypes_loader_reads_the_library(built_library):
             lib.init()
         with pytest.raises(LibraryError):  # a launch says why instead of crashing
             lib.launch("codebook_nn_fp32", None, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1)
+
+
+def test_aot_variants_use_the_launchers_tile_sizes():
+    """A cubin must be the kernel the Triton launcher runs: same tiles, same warps."""
+    from kernels import codebook_nn as cb
+    from kernels import decode_attention as da
+    from kernels import head_argmax as ha
+
+    dtypes = {"fp32": torch.float32, "fp16": torch.float16}
+    for v in aot.VARIANTS:
+        kind, dt = v.name.rsplit("_", 1)
+        c = v.constexprs
+        if kind == "codebook_nn":
+            assert (c["BLOCK_K"], v.num_warps) == cb.LAUNCH_CONFIG[dtypes[dt]]
+            assert (c["BLOCK_N"], c["BLOCK_D"]) == (cb.BLOCK_N, cb.BLOCK_D)
+        elif kind == "head_argmax":
+            assert (c["BLOCK_K"], v.num_warps) == ha.LAUNCH_CONFIG[dtypes[dt]]
+            assert (c["BLOCK_B"], c["BLOCK_D"], c["BLOCK_E"]) == (ha.BLOCK_B, ha.BLOCK_D, ha.BLOCK_E)
+        else:
+            assert kind == "decode_attention"
+            assert (c["BLOCK_C"], v.num_warps) == (da.BLOCK_C, da.NUM_WARPS)
+            assert (c["BLOCK_H"], c["BLOCK_HD"], c["BLOCK_T"]) == (8, 16, 32)  # HiARM: 8 heads x 16, 17 slots
