@@ -50,7 +50,7 @@ def test_identical_tokens_tiny_model_many_seeds(rep, device, seed):
 def test_identical_tokens_paper_size_model(device, seed):
     """dim 128, 8 heads, 12 GCSAB + 4 PH blocks, codebooks 2048 / 3072: the shapes the kernels are built for."""
     gen = make_generator(seed, device, full=True, dropout=0.0)
-    check_tokens(gen, torch.randn(2, 17, 2, device=device), seed)
+    check_tokens(gen, torch.randn(1, 17, 2, device=device), seed)  # batch 1: the launch-bound case
 
 
 def test_identical_tokens_next_token_order(device, seed):
