@@ -58,6 +58,7 @@ class Variant:
 def _variants() -> list[Variant]:
     out = []
     # Tile sizes and warps must equal the Triton launchers' LAUNCH_CONFIG (tests/kernels/test_aot.py checks).
+    BLOCK_ROWS = 16  # rows of z / h per program (codebook_nn.BLOCK_N, head_argmax.BLOCK_B)
     codebook_cfg = {"fp32": (64, 8), "fp16": (64, 4)}
     head_cfg = {"fp32": (32, 8), "fp16": (64, 4)}
     for dt in ("fp32", "fp16"):
@@ -79,9 +80,9 @@ def _variants() -> list[Variant]:
                     ("stride_ck", "i32"),
                     ("stride_on", "i32"),
                 ),
-                constexprs={"BLOCK_N": 16, "BLOCK_K": codebook_cfg[dt][0], "BLOCK_D": 32},
+                constexprs={"BLOCK_N": BLOCK_ROWS, "BLOCK_K": codebook_cfg[dt][0], "BLOCK_D": 32},
                 num_warps=codebook_cfg[dt][1],
-                grid=("(N + 15) / 16", "1", "1"),
+                grid=(f"(N + {BLOCK_ROWS - 1}) / {BLOCK_ROWS}", "1", "1"),
                 checks=("N >= 0", "K > 0", "D > 0", "stride_zn >= D", "stride_ck >= D", "stride_on >= D"),
                 doc="nearest codebook row: idx[N] (int64, -1 for non-finite rows) and codes[N, D]",
             )
@@ -107,9 +108,9 @@ def _variants() -> list[Variant]:
                     ("stride_tk", "i32"),
                     ("stride_ob", "i32"),
                 ),
-                constexprs={"HAS_BIAS": True, "BLOCK_B": 16, "BLOCK_K": head_cfg[dt][0], "BLOCK_D": 32, "BLOCK_E": 32},
+                constexprs={"HAS_BIAS": True, "BLOCK_B": BLOCK_ROWS, "BLOCK_K": head_cfg[dt][0], "BLOCK_D": 32, "BLOCK_E": 32},
                 num_warps=head_cfg[dt][1],
-                grid=("(B + 15) / 16", "1", "1"),
+                grid=(f"(B + {BLOCK_ROWS - 1}) / {BLOCK_ROWS}", "1", "1"),
                 checks=(
                     "B >= 0",
                     "K > 0",
