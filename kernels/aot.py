@@ -108,7 +108,13 @@ def _variants() -> list[Variant]:
                     ("stride_tk", "i32"),
                     ("stride_ob", "i32"),
                 ),
-                constexprs={"HAS_BIAS": True, "BLOCK_B": BLOCK_ROWS, "BLOCK_K": head_cfg[dt][0], "BLOCK_D": 32, "BLOCK_E": 32},
+                constexprs={
+                    "HAS_BIAS": True,
+                    "BLOCK_B": BLOCK_ROWS,
+                    "BLOCK_K": head_cfg[dt][0],
+                    "BLOCK_D": 32,
+                    "BLOCK_E": 32,
+                },
                 num_warps=head_cfg[dt][1],
                 grid=(f"(B + {BLOCK_ROWS - 1}) / {BLOCK_ROWS}", "1", "1"),
                 checks=(
