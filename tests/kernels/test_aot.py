@@ -30,8 +30,11 @@ def no_interpret_env() -> dict:
 
 def test_manifest_covers_every_variant_and_arch():
     assert [v["name"] for v in MANIFEST["variants"]] == [v.name for v in aot.VARIANTS]
-    for v in MANIFEST["variants"]:
+    for v, spec in zip(MANIFEST["variants"], aot.VARIANTS, strict=True):
         assert sorted(cb["arch"] for cb in v["cubins"]) == [87, 89, 90], v["name"]
+        # The cubins were compiled with the specialisation the C launchers are generated for.
+        assert v["constexprs"] == spec.constexprs and v["num_warps"] == spec.num_warps, v["name"]
+        assert v["args"] == [list(a) for a in spec.args] and v["grid"] == list(spec.grid), v["name"]
 
 
 def test_committed_cubins_are_built_from_the_current_kernels():
