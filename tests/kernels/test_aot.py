@@ -170,3 +170,36 @@ def test_aot_variants_use_the_launchers_tile_sizes():
             assert kind == "decode_attention"
             assert (c["BLOCK_C"], v.num_warps) == (da.BLOCK_C, da.NUM_WARPS)
             assert (c["BLOCK_H"], c["BLOCK_HD"], c["BLOCK_T"]) == (8, 16, 32)  # HiARM: 8 heads x 16, 17 slots
+
+
+GPU_ONLY_SPECIALISATIONS = """
+import dataclasses, sys
+sys.path.insert(0, ".")
+from kernels import aot
+V = {v.name: v for v in aot.VARIANTS}
+cb, da, ha = V["codebook_nn_fp16"], V["decode_attention_fp32"], V["head_argmax_fp32"]
+cases = [
+    (dataclasses.replace(cb, args=tuple((n, t.replace("fp16", "bf16")) for n, t in cb.args)), 90),  # bf16 on GPU
+    (dataclasses.replace(da, constexprs={**da.constexprs, "BLOCK_H": 4, "BLOCK_HD": 8, "HAS_PROJ": False,
+                                          "HAS_BIAS": False}), 87),  # the tiny model, no projection
+    (dataclasses.replace(ha, constexprs={**ha.constexprs, "HAS_BIAS": False}), 89),
+]
+for v, arch in cases:
+    _, meta = aot.compile_variant(v, arch)
+    assert meta["spill_store_bytes"] == 0, (v.name, arch, meta)
+print("ok")
+"""
+
+
+@needs_triton
+def test_gpu_only_specialisations_compile():
+    """What the interpreter never compiles: bf16 tensor-core dots, small/no-projection attention, no bias."""
+    out = subprocess.run(
+        [sys.executable, "-c", GPU_ONLY_SPECIALISATIONS],
+        cwd=ROOT,
+        env=no_interpret_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0 and out.stdout.strip().endswith("ok"), out.stdout + out.stderr
