@@ -428,7 +428,7 @@ def gen_c(manifest_path: Path = MANIFEST, out_dir: Path = Path("build/generated"
         c.append(f"static const hipart_cubin_t cubins_{name}[] = {{\n  " + ",\n  ".join(cubins) + "\n};")
         c.append(
             f'static hipart_kernel_t kernel_{name} = {{"{name}", "{symbol}", {nw}, '
-            f"cubins_{name}, {len(cubins)}, {{0}}}};"
+            f"cubins_{name}, {len(cubins)}, {{{{0}}}}}};"
         )
         checks = " && ".join(f"({k})" for k in v["checks"]) or "1"
         align = " || ".join(f"({n} & 15u)" for n, t in args if t.startswith("*")) or "0"

@@ -5,6 +5,8 @@
 #include <cuda.h>
 #include <stddef.h>
 
+#define HIPART_MAX_CONTEXTS 8 /* CUDA contexts (one per GPU, typically) a process may launch in */
+
 typedef struct {
   int arch;                   /* 87, 89, 90 */
   int arch_specific;          /* 1 for sm_90a-style cubins: run only on exactly this arch */
@@ -20,12 +22,12 @@ typedef struct {
   int num_warps;
   const hipart_cubin_t *cubins;
   int num_cubins;
-  struct { /* filled lazily by hipart_launch, under the runtime's lock */
+  struct { /* one per CUDA context (device) used, filled lazily by hipart_launch under the runtime's lock */
     CUcontext ctx;
     CUmodule module;
     CUfunction function;
     const hipart_cubin_t *cubin;
-  } loaded;
+  } loaded[HIPART_MAX_CONTEXTS];
 } hipart_kernel_t;
 
 extern hipart_kernel_t *const hipart_kernel_table[];

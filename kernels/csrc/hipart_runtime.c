@@ -125,7 +125,7 @@ static const hipart_cubin_t *pick_cubin(const hipart_kernel_t *k, int arch) {
   return best;
 }
 
-static int load_kernel(hipart_kernel_t *k, CUcontext ctx, CUdevice dev) {
+static int load_kernel(hipart_kernel_t *k, int slot, CUcontext ctx, CUdevice dev) {
   int arch = arch_of(dev);
   const hipart_cubin_t *c = pick_cubin(k, arch);
   if (!c) return hipart_fail(HIPART_ERR_NO_CUBIN, "%s: no cubin for sm_%d in this build", k->name, arch);
@@ -138,10 +138,10 @@ static int load_kernel(hipart_kernel_t *k, CUcontext ctx, CUdevice dev) {
     r = cu.FuncSetAttribute(fn, CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, c->shared);
     if (r != CUDA_SUCCESS) return cuda_fail("cuFuncSetAttribute(MAX_DYNAMIC_SHARED_SIZE_BYTES)", r);
   }
-  k->loaded.ctx = ctx;
-  k->loaded.module = mod;
-  k->loaded.function = fn;
-  k->loaded.cubin = c;
+  k->loaded[slot].module = mod;
+  k->loaded[slot].function = fn;
+  k->loaded[slot].cubin = c;
+  k->loaded[slot].ctx = ctx;
   return HIPART_OK;
 }
 
@@ -153,9 +153,14 @@ int hipart_launch(hipart_kernel_t *k, void *stream, unsigned gx, unsigned gy, un
   CUdevice dev;
   if ((rc = current_context(&ctx, &dev))) return rc;
   pthread_mutex_lock(&lock);
-  if (k->loaded.ctx != ctx) rc = load_kernel(k, ctx, dev); /* first use, or a different context */
-  CUfunction fn = k->loaded.function;
-  int shared = k->loaded.cubin ? k->loaded.cubin->shared : 0;
+  int slot = 0;
+  while (slot < HIPART_MAX_CONTEXTS && k->loaded[slot].ctx && k->loaded[slot].ctx != ctx) slot++;
+  if (slot == HIPART_MAX_CONTEXTS)
+    rc = hipart_fail(HIPART_ERR_CUDA, "%s: more than %d CUDA contexts", k->name, HIPART_MAX_CONTEXTS);
+  else if (!k->loaded[slot].ctx)
+    rc = load_kernel(k, slot, ctx, dev); /* first launch in this context */
+  CUfunction fn = rc ? NULL : k->loaded[slot].function;
+  int shared = rc ? 0 : k->loaded[slot].cubin->shared;
   pthread_mutex_unlock(&lock);
   if (rc) return rc;
   CUresult r = cu.LaunchKernel(fn, gx, gy, gz, 32u * (unsigned)k->num_warps, 1, 1, (unsigned)shared,

@@ -229,3 +229,115 @@ def test_library_launchers_match_the_references_on_gpu(built_library, monkeypatc
     w, b, res = torch.randn(128, 128, device=dev) / 11.3, torch.randn(128, device=dev), torch.randn(3, 128, device=dev)
     ref = reference_decode_attention(qkv, ck.clone(), cv.clone(), 9, w, b, res)
     torch.testing.assert_close(library.decode_attention(qkv, ck, cv, 9, w, b, res), ref, rtol=1e-4, atol=1e-4)
+
+
+FAKE_DRIVER_SCRIPT = """
+import json, os, sys
+from kernels.library import KernelLibrary, LibraryError
+lib = KernelLibrary(sys.argv[1])
+out = {}
+for name, (types, values) in json.loads(sys.argv[2]).items():
+    os.environ["HIPART_FAKE_PARAMS"] = types
+    try:
+        lib.launch(name, None, *values)
+        out[name] = "ok"
+    except LibraryError as exc:
+        out[name] = str(exc)
+print(json.dumps(out))
+"""
+INT_ARGS = {"N": 37, "K": 2048, "B": 5, "E": 96, "pos": 9, "H": 8, "HD": 16}  # everything else: 128
+GRID_X = {"codebook_nn": 3, "head_argmax": 1, "decode_attention": 3}  # ceil(37/16), ceil(5/16), batch 3
+
+
+def launch_plan():
+    """Per variant: the fake's parameter type string and the values passed (distinct, aligned pointers)."""
+    plan = {}
+    for v in MANIFEST["variants"]:
+        values, types = [], ""
+        for i, (name, ty) in enumerate(v["args"]):
+            if ty.startswith("*"):
+                values.append(4096 * (i + 1))
+                types += "p"
+            elif ty == "i32":
+                values.append(INT_ARGS.get(name, 128))
+                types += "i"
+            else:
+                values.append(0.25)
+                types += "f"
+        batch = [3] if v["name"].startswith("decode_attention") else []
+        plan[v["name"]] = (types + "pp", batch + values)  # + Triton's global and profile scratch pointers
+    return plan
+
+
+@pytest.fixture(scope="module")
+def fake_libcuda(tmp_path_factory):
+    if not shutil.which("cc"):
+        pytest.skip("no C compiler")
+    out = tmp_path_factory.mktemp("fake-driver")
+    include = Path(os.environ.get("CUDA_HOME", "/usr/local/cuda")) / "include"
+    if not (include / "cuda.h").exists():
+        pytest.skip("cuda.h not found")
+    src = Path(__file__).with_name("fake_libcuda.c")
+    cmd = ["cc", "-shared", "-fPIC", "-O1", f"-I{include}", str(src), "-o", str(out / "libcuda.so.1")]
+    subprocess.run(cmd, check=True, capture_output=True, timeout=120)
+    return out
+
+
+@pytest.mark.parametrize("cc,expect", [(87, 87), (89, 89), (90, 90), (88, 87), (86, None), (100, None)])
+def test_c_launchers_pick_the_cubin_and_pass_every_argument(cc, expect, built_library, fake_libcuda, tmp_path):
+    """libhipart_kernels against a fake driver: cubin choice per compute capability, grid, block, shared memory
+    and the exact parameter block each generated launcher hands to cuLaunchKernel."""
+    plan = launch_plan()
+    log = tmp_path / "launches.log"
+    env = {
+        **no_interpret_env(),
+        "LD_LIBRARY_PATH": str(fake_libcuda),
+        "HIPART_FAKE_CC": str(cc),
+        "HIPART_FAKE_LOG": str(log),
+    }
+    run = subprocess.run(
+        [sys.executable, "-c", FAKE_DRIVER_SCRIPT, str(built_library / "libhipart_kernels.so"), json.dumps(plan)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    results = json.loads(run.stdout.strip().splitlines()[-1])
+    if expect is None:
+        assert all("no cubin for this GPU" in r and f"sm_{cc}" in r for r in results.values()), results
+        assert not log.exists()
+        return
+    assert set(results.values()) == {"ok"}, results
+    lines = log.read_text().splitlines()
+    assert len(lines) == len(plan)
+    for line, v in zip(lines, MANIFEST["variants"], strict=True):
+        cubin = next(cb for cb in v["cubins"] if cb["arch"] == expect)
+        types, values = plan[v["name"]]
+        values = values[1:] if v["name"].startswith("decode_attention") else values
+        params = " ".join(f"{x:g}" if isinstance(x, float) else str(x) for x in values) + " 0 0"
+        kind = v["name"].rsplit("_", 1)[0]
+        assert line.strip() == (
+            f"image={cubin['cubin_bytes']} grid={GRID_X[kind]},1,1 block={32 * v['num_warps']},1,1 "
+            f"shared={cubin['dynamic_shared_bytes']} params={params}"
+        ), v["name"]
+
+
+def test_c_launchers_reject_bad_arguments(built_library, fake_libcuda, tmp_path):
+    plan = launch_plan()
+    types, values = plan["codebook_nn_fp32"]
+    bad_dim = {"codebook_nn_fp32": (types, values[:6] + [0] + values[7:])}  # D = 0
+    misaligned = {"codebook_nn_fp32": (types, [values[0] + 4] + values[1:])}
+    env = {**no_interpret_env(), "LD_LIBRARY_PATH": str(fake_libcuda), "HIPART_FAKE_LOG": str(tmp_path / "log")}
+    for case, message in ((bad_dim, "bad arguments"), (misaligned, "misaligned pointer")):
+        run = subprocess.run(
+            [sys.executable, "-c", FAKE_DRIVER_SCRIPT, str(built_library / "libhipart_kernels.so"), json.dumps(case)],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert message in json.loads(run.stdout.strip().splitlines()[-1])["codebook_nn_fp32"], run.stdout + run.stderr
+    assert not (tmp_path / "log").exists()
