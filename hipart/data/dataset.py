@@ -69,7 +69,12 @@ class HierarchicalPoseDataset(Dataset):
         self.input_2d, self.mask_ratio, self.crop_ratio = input_2d, mask_ratio, crop_ratio
         self.noise = noise or NoiseConfig()
         self.seed = seed
+        self.epoch = 0
         self.w, self.h = self.manifest["image_size"]
+
+    def set_epoch(self, epoch: int) -> None:
+        """Change the random stream of the on-the-fly noise/occlusion (same index + epoch = same draw)."""
+        self.epoch = int(epoch)
 
     def __len__(self) -> int:
         return len(self.index)
@@ -77,7 +82,7 @@ class HierarchicalPoseDataset(Dataset):
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
         k = int(self.index[i])
         a = self.arrays
-        rng = np.random.default_rng([self.seed, k])
+        rng = np.random.default_rng([self.seed, self.epoch, k])
         if self.input_2d == "gt":
             xs_px, conf = np.array(a["x_s_px"][k]), np.ones(17, np.float32)
         elif self.input_2d == "det":

@@ -98,6 +98,14 @@ def test_arrays_are_consistent(tmp_path):
     assert int((occ["conf"] == 0).sum()) == 7
     with pytest.raises(ValueError, match="unknown split"):
         HierarchicalPoseDataset(d, split="nope")
+    # detector-like inputs: stored ('det') equal the arrays; resampled ('noisy') change with the epoch only
+    det = HierarchicalPoseDataset(d, split="test", input_2d="det")[0]
+    np.testing.assert_allclose(det["x_s"].numpy(), np.asarray(a["x_s_det_px"][k]) / 1000 * 2 - 1, atol=1e-5)
+    np.testing.assert_allclose(det["conf"].numpy(), a["conf_det"][k])
+    noisy = HierarchicalPoseDataset(d, split="test", input_2d="noisy")
+    n0, n0b = noisy[0]["x_s"], noisy[0]["x_s"]
+    noisy.set_epoch(1)
+    assert (n0 == n0b).all() and not (noisy[0]["x_s"] == n0).all() and not (n0 == s["x_s"]).all()
     text = dataset_summary(d, verify=True)
     assert "samples 72" in text and "content hashes: all match" in text
 
