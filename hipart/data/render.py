@@ -69,13 +69,13 @@ def render_cluster_picture(path: str | Path, size: int = 520) -> Path:
     cl = load_clusters()
     M = cl.averaging_matrix()
     means = M @ rest.vertices
-    K = np.array([[2.0 * size, 0, size / 2], [0, 2.0 * size, size / 2], [0, 0, 1]])
+    K = np.array([[1.8 * size, 0, size / 2], [0, 1.8 * size, size / 2], [0, 0, 1]])
     panels = []
     for level, lab, n, off in (("fine", cl.fine_of_vertex, NUM_FINE, 0),
                                ("dense", cl.dense_of_vertex, NUM_DENSE, NUM_FINE)):  # fmt: skip
         cols = _palette(n)[lab[tpl.faces[:, 0]]]
         for az in (0.0, np.pi):
-            c = np.array([0.0, float(np.median(rest.vertices[:, 1])), 0.0])
+            c = np.array([0.0, 0.5 * float(rest.vertices[:, 1].min() + rest.vertices[:, 1].max()), 0.0])
             eye = c + 3.4 * np.array([np.sin(az), 0.0, np.cos(az)])
             R, t = look_at(eye, c)
             img = np.full((size, size, 3), 255, np.uint8)
