@@ -29,6 +29,7 @@ class GraphSpec:
     artifact: str
     inputs: dict[str, str]
     outputs: dict[str, str]
+    unbatched: tuple[str, ...] = ()  # inputs with no batch axis (e.g. decode_step's `step`), fully static
 
 
 def to_onnx(
@@ -43,7 +44,7 @@ def to_onnx(
     names_in, names_out = list(spec.inputs), list(spec.outputs)
     if len(names_in) != len(example_inputs):
         raise ExportError(f"{spec.artifact}: {len(example_inputs)} example inputs for {len(names_in)} names")
-    dynamic_axes = {name: {0: "batch"} for name in names_in + names_out}
+    dynamic_axes = {name: {0: "batch"} for name in names_in + names_out if name not in spec.unbatched}
     buf = io.BytesIO()
     module = module.eval()
     # The TorchScript tracer unrolls the fixed 17-step decode into straight-line ops, which is exactly
@@ -67,12 +68,16 @@ def to_onnx(
     return onnx.load_from_string(buf.getvalue())
 
 
-def assert_batch_only_dynamic(model: onnx.ModelProto) -> None:
+def assert_batch_only_dynamic(model: onnx.ModelProto, unbatched: tuple[str, ...] = ()) -> None:
     """Every graph input/output: axis 0 is the symbolic batch, every other axis a fixed size."""
     for vi in list(model.graph.input) + list(model.graph.output):
         dims = vi.type.tensor_type.shape.dim
         if not dims:
             raise ExportError(f"{vi.name}: rank unknown")
+        if vi.name in unbatched:
+            if not all(d.HasField("dim_value") for d in dims):
+                raise ExportError(f"{vi.name}: declared unbatched but has a symbolic axis")
+            continue
         if not dims[0].dim_param:
             raise ExportError(f"{vi.name}: batch axis is not symbolic")
         for i, d in enumerate(dims[1:], start=1):
@@ -80,12 +85,14 @@ def assert_batch_only_dynamic(model: onnx.ModelProto) -> None:
                 raise ExportError(f"{vi.name}: axis {i} is not static ({d.dim_param or '?'})")
 
 
-def finalise(model: onnx.ModelProto, meta: md.ExportMetadata, run_simplify: bool = True) -> onnx.ModelProto:
+def finalise(
+    model: onnx.ModelProto, meta: md.ExportMetadata, run_simplify: bool = True, unbatched: tuple[str, ...] = ()
+) -> onnx.ModelProto:
     """Simplify, check, enforce the shape contract and stamp metadata."""
     if run_simplify:
         model = simplify(model)
     check(model)
-    assert_batch_only_dynamic(model)
+    assert_batch_only_dynamic(model, unbatched)
     return md.attach(model, meta)
 
 
@@ -109,5 +116,5 @@ def export_module(
         outputs=dict(spec.outputs),
         extra=dict(extra or {}),
     )
-    model = finalise(model, meta, run_simplify)
+    model = finalise(model, meta, run_simplify, spec.unbatched)
     return write_bytes_atomic(out_path, model.SerializeToString())
