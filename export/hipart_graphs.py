@@ -80,7 +80,7 @@ class DensifyGraph(nn.Module):
         for i in range(p):
 
             def write(cache, new, i=i):  # static position i: slice + concat, no scatter
-                return torch.cat([cache[:, :, :i], new, cache[:, :, i + 1 :]], 2)
+                return torch.cat([cache[:, :, :i], new, cache[:, :, i + 1 : t]], 2)
 
             mask = (torch.arange(t) <= i).view(1, 1, 1, t)
             h, k_cache, v_cache = _gcsab_step(gen, x, k_cache, v_cache, write, mask)
