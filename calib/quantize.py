@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+import onnxruntime as ort
 from onnx import numpy_helper
 from onnxruntime.quantization import (
     CalibrationDataReader,
@@ -87,6 +88,27 @@ def finite_masks(model: onnx.ModelProto, fill: float = MASK_FILL) -> tuple[onnx.
     return model, changed
 
 
+def restore_fp32_consumers(model: onnx.ModelProto, op_types: Sequence[str] = OP_TYPES) -> int:
+    """Give non-quantized consumers of a quantized activation the FP32 tensor back; returns edges rewired.
+
+    onnxruntime's QDQ pass rewires every consumer of a quantized activation to the dequantized tensor,
+    so e.g. the KV-cache stack or a residual add would silently see INT8-rounded values.
+    """
+    prod = {o: n for n in model.graph.node for o in n.output}
+    rewired = 0
+    for n in model.graph.node:
+        if n.op_type in op_types or n.op_type in ("QuantizeLinear", "DequantizeLinear"):
+            continue
+        for k, name in enumerate(n.input):
+            dq = prod.get(name)
+            if dq is not None and dq.op_type == "DequantizeLinear":
+                q = prod.get(dq.input[0])
+                if q is not None and q.op_type == "QuantizeLinear":
+                    n.input[k] = q.input[0]
+                    rewired += 1
+    return rewired
+
+
 def check_scales(model: onnx.ModelProto) -> int:
     """Every Q/DQ scale finite and > 0; returns the number of Q/DQ nodes. Raises QuantizationError."""
     inits = {i.name: i for i in model.graph.initializer}
@@ -106,6 +128,7 @@ def _quiet_ort_logging():
     root = logging.getLogger()
     level = root.level
     root.setLevel(logging.ERROR)
+    ort.set_default_logger_severity(3)  # unused-initializer notices from the calibration sessions
     try:
         yield
     finally:
@@ -148,6 +171,7 @@ def quantize_qdq(
         except Exception as e:
             raise QuantizationError(f"onnxruntime static quantisation failed: {e}") from e
         qmodel = onnx.load(str(dst))
+    restore_fp32_consumers(qmodel, op_types)
     n_qdq = check_scales(qmodel)
     try:
         meta = md.read(qmodel)

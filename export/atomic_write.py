@@ -26,6 +26,12 @@ def ensure_writable_dir(path: str | Path) -> Path:
     return path
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 @contextmanager
 def atomic_path(final: str | Path) -> Iterator[Path]:
     """Yield a temp path beside `final`; rename it onto `final` on success, delete it on any error."""
@@ -36,6 +42,7 @@ def atomic_path(final: str | Path) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp creates 0600; artifacts get the usual mode
         os.replace(tmp_path, final)
     finally:
         if tmp_path.exists():

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 
 import onnx
-import torch
 
 # One source of truth for the 2D convention is hipart/camera.py; this string names it for consumers.
 NORMALISATION = "x_norm = x_px / w * 2 - [1, h / w] (hipart.camera.normalize_screen_coordinates)"
@@ -29,21 +27,10 @@ class ExportMetadata:
     extra: dict[str, str] = field(default_factory=dict)
 
 
-def state_dict_hash(module: torch.nn.Module) -> str:
-    """SHA-256 over parameter/buffer names, shapes, dtypes and bytes: identifies the weights being exported."""
-    h = hashlib.sha256()
-    for name, t in sorted(module.state_dict().items()):
-        t = t.detach().cpu().contiguous()
-        h.update(name.encode())
-        h.update(str(tuple(t.shape)).encode())
-        h.update(str(t.dtype).encode())
-        h.update(t.numpy().tobytes() if t.dtype != torch.bfloat16 else t.float().numpy().tobytes())
-    return h.hexdigest()
-
-
 def attach(model: onnx.ModelProto, meta: ExportMetadata) -> onnx.ModelProto:
     """Write `meta` into model.metadata_props (replacing earlier hipart.* entries)."""
-    props = {k: v for k, v in read_raw(model).items() if not k.startswith(PREFIX)}
+    # onnxsim records its own bookkeeping (removed node lists...) in metadata_props: not ours to ship.
+    props = {k: v for k, v in read_raw(model).items() if not k.startswith((PREFIX, "onnxsim."))}
     for key, value in asdict(meta).items():
         props[PREFIX + key] = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
     onnx.helper.set_model_props(model, props)

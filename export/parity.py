@@ -31,11 +31,14 @@ class ParityReport:
         return all(self.tokens_equal.values()) and self.worst_rel <= rel_tol
 
 
-def session(path: str | Path, providers: Sequence[str] = ("CPUExecutionProvider",)) -> ort.InferenceSession:
-    """An onnxruntime session with graph optimisations on and deterministic CPU threading."""
+def session(
+    model: str | Path | bytes, providers: Sequence[str] = ("CPUExecutionProvider",)
+) -> ort.InferenceSession:
+    """An onnxruntime session (CPU by default) over a model file or serialized model bytes."""
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
-    return ort.InferenceSession(str(path), sess_options=opts, providers=list(providers))
+    src = model if isinstance(model, bytes) else str(model)
+    return ort.InferenceSession(src, sess_options=opts, providers=list(providers))
 
 
 def relative_error(got: np.ndarray, ref: np.ndarray) -> float:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from export.metadata import state_dict_hash
 from export.onnx_export import GraphSpec, export_module
+from hipart.checkpoint import model_hash
 from tests.export.standin import StandIn, StandInStep, make_inputs
 
 UNROLLED = GraphSpec(
@@ -30,7 +30,7 @@ def standin() -> StandIn:
 def standin_onnx(standin, tmp_path_factory) -> str:
     out = tmp_path_factory.mktemp("standin") / "standin.onnx"
     x = torch.from_numpy(make_inputs(2, 0)["x_s"])
-    export_module(standin, (x,), UNROLLED, out, state_dict_hash(standin))
+    export_module(standin, (x,), UNROLLED, out, model_hash(standin))
     return str(out)
 
 

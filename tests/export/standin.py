@@ -63,6 +63,7 @@ class StandIn(nn.Module):
         self.decoder = nn.Sequential(nn.Linear(cfg.steps * cfg.dim, 64), nn.GELU(), nn.Linear(64, cfg.points * 2))
         causal = torch.full((cfg.steps, cfg.steps), float("-inf")).triu(1)
         self.register_buffer("causal_mask", causal)
+        self.register_buffer("slots", torch.eye(cfg.steps))  # row t: one-hot of cache slot t
         with torch.no_grad():  # deterministic non-default init so argmax margins are not degenerate
             for p in self.parameters():
                 p.copy_(torch.randn(p.shape, generator=g) * (0.3 if p.dim() > 1 else 0.05))
@@ -99,8 +100,7 @@ class StandIn(nn.Module):
         v_cache = torch.zeros_like(k_cache)
         toks, codes = [], []
         for t in range(c.steps):
-            onehot = torch.zeros(1, 1, c.steps, 1, dtype=x_s.dtype)
-            onehot[0, 0, t, 0] = 1.0
+            onehot = self.slots[t].view(1, 1, c.steps, 1)
             mask = self.causal_mask[t].view(1, 1, 1, c.steps)
             h_t = h + self.pos[t]
             ks, vs = [], []

@@ -13,6 +13,7 @@ from export import metadata as md
 from export.atomic_write import OutputDirError, ensure_writable_dir
 from export.onnx_export import ExportError, GraphSpec, export_module
 from export.parity import check_parity
+from hipart.checkpoint import model_hash
 from tests.export.standin import StandInStep, make_inputs
 
 
@@ -52,7 +53,7 @@ def test_metadata_and_dynamic_batch(standin, standin_onnx):
     model = onnx.load(standin_onnx)
     meta = md.read(model)
     assert meta.artifact == "standin_densify"
-    assert meta.model_hash == md.state_dict_hash(standin)
+    assert meta.model_hash == model_hash(standin)
     assert meta.opset == 17 and "x_s" in meta.inputs and "tokens" in meta.outputs
     assert "normalize_screen_coordinates" in meta.normalisation
     for vi in list(model.graph.input) + list(model.graph.output):
@@ -62,9 +63,9 @@ def test_metadata_and_dynamic_batch(standin, standin_onnx):
 
 
 def test_hash_changes_with_weights(standin):
-    h0 = md.state_dict_hash(standin)
+    h0 = model_hash(standin)
     other = type(standin)(seed=1)
-    assert md.state_dict_hash(other) != h0
+    assert model_hash(other) != h0
 
 
 def test_failed_export_leaves_nothing(tmp_path, standin):
