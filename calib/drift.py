@@ -19,7 +19,7 @@ import numpy as np
 import onnx
 
 from calib.pose_metrics import mpjpe, p_mpjpe
-from calib.quantize import quantized_nodes, strip_qdq
+from calib.quantize import Feeds, quantized_nodes, strip_qdq
 from export.atomic_write import write_bytes_atomic
 from export.parity import session
 
@@ -46,13 +46,20 @@ class Drift:
         return ok and all(v <= max_rel for v in self.mean_abs_err.values())
 
 
-def run(path: str | Path | onnx.ModelProto, feeds: dict[str, np.ndarray], batch: int = 64) -> dict[str, np.ndarray]:
-    """All outputs of a model over `feeds`, run in mini-batches on the onnxruntime CPU provider."""
+def run(path: str | Path | onnx.ModelProto, feeds: Feeds, batch: int = 64) -> dict[str, np.ndarray]:
+    """All outputs of a model over `feeds` (arrays mini-batched, or a list of ready feed dicts), concatenated."""
     sess = session(path.SerializeToString() if isinstance(path, onnx.ModelProto) else path)
     names = [o.name for o in sess.get_outputs()]
-    n = len(next(iter(feeds.values())))
-    chunks = [sess.run(names, {k: v[i : i + batch] for k, v in feeds.items()}) for i in range(0, n, batch)]
+    if isinstance(feeds, dict):
+        n = len(next(iter(feeds.values())))
+        feeds = [{k: v[i : i + batch] for k, v in feeds.items()} for i in range(0, n, batch)]
+    chunks = [sess.run(names, f) for f in feeds]
     return {name: np.concatenate([c[j] for c in chunks]) for j, name in enumerate(names)}
+
+
+def subset(feeds: Feeds, n: int) -> Feeds:
+    """The first `n` samples (arrays) or the first `n` feed dicts (list) - for the cheaper probes."""
+    return {k: v[:n] for k, v in feeds.items()} if isinstance(feeds, dict) else feeds[:n]
 
 
 def compare(precision: str, got: dict, ref: dict, pose_gt: np.ndarray | None = None) -> Drift:
@@ -77,7 +84,7 @@ def compare(precision: str, got: dict, ref: dict, pose_gt: np.ndarray | None = N
     return d
 
 
-def report(models: dict[str, str | Path], feeds: dict[str, np.ndarray], pose_gt: np.ndarray | None = None) -> dict:
+def report(models: dict[str, str | Path], feeds: Feeds, pose_gt: np.ndarray | None = None) -> dict:
     """Drift of every non-'fp32' entry of `models` against models['fp32'] on `feeds`."""
     ref = run(models["fp32"], feeds)
     return {p: compare(p, run(m, feeds), ref, pose_gt) for p, m in models.items() if p != "fp32"}
@@ -104,7 +111,7 @@ def layer_groups(qmodel: onnx.ModelProto) -> dict[str, list[str]]:
     return groups
 
 
-def local_errors(qmodel: onnx.ModelProto, fp32: onnx.ModelProto, feeds: dict[str, np.ndarray]) -> dict[str, float]:
+def local_errors(qmodel: onnx.ModelProto, fp32: onnx.ModelProto, feeds: Feeds) -> dict[str, float]:
     """Per quantized node: ||op(dq(inputs)) - op(inputs)|| / ||op(inputs)||, measured in one int8 run.
 
     The activations are the int8 model's own, so each node is charged only with the error it adds.
@@ -132,7 +139,8 @@ def local_errors(qmodel: onnx.ModelProto, fp32: onnx.ModelProto, feeds: dict[str
     probe.CopyFrom(qmodel)
     have = {o.name for o in probe.graph.output}
     probe.graph.output.extend(onnx.helper.make_empty_tensor_value_info(n) for n in sorted(expose - have))
-    vals = run(probe, feeds)
+    # one batch: constant tensors (dequantized weights) must not be concatenated across feed dicts
+    vals = run(probe, feeds if isinstance(feeds, dict) else feeds[len(feeds) // 2], batch=1 << 30)
     errors = {}
     for name, (node, pairs) in plan.items():
         got = [vals[q] for q, _ in pairs]
@@ -163,7 +171,7 @@ def fallback(
     fp32_path: str | Path,
     qdq_path: str | Path,
     out_path: str | Path,
-    feeds: dict[str, np.ndarray],
+    feeds: Feeds,
     max_mpjpe_mm: float = 1.0,
     min_agreement: float = 0.98,
     max_layers: int | None = None,
@@ -180,7 +188,7 @@ def fallback(
     if not result.met:
         base_score = score(base, max_mpjpe_mm, min_agreement)
         progress(f"measuring the local INT8 error of {len(groups)} quantized layers")
-        errors = local_errors(qmodel, fp32, {k: v[:32] for k, v in feeds.items()})
+        errors = local_errors(qmodel, fp32, subset(feeds, 32))
         result.sensitivity = {key: max(errors[n] for n in nodes) for key, nodes in groups.items()}
         ranked = sorted(result.sensitivity, key=result.sensitivity.get, reverse=True)
         limit = len(ranked) if max_layers is None else min(max_layers, len(ranked))

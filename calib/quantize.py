@@ -44,20 +44,28 @@ class ModelOptUnavailable(RuntimeError):
     """nvidia-modelopt is not installed."""
 
 
-class FeedReader(CalibrationDataReader):
-    """onnxruntime calibration reader over in-memory arrays keyed by input name, in mini-batches."""
+Feeds = dict[str, np.ndarray] | list[dict[str, np.ndarray]]
 
-    def __init__(self, feeds: dict[str, np.ndarray], batch: int = 16):
-        self.feeds, self.batch = feeds, batch
-        self.n = len(next(iter(feeds.values())))
+
+class FeedReader(CalibrationDataReader):
+    """onnxruntime calibration reader over arrays keyed by input name (mini-batched) or a list of feed dicts.
+
+    A list is for graphs with an unbatched input (decode_step's `step`): each dict is one ready batch.
+    """
+
+    def __init__(self, feeds: Feeds, batch: int = 16):
+        if isinstance(feeds, dict):
+            n = len(next(iter(feeds.values())))
+            self.batches = [{k: v[i : i + batch] for k, v in feeds.items()} for i in range(0, n, batch)]
+        else:
+            self.batches = list(feeds)
         self.i = 0
 
     def get_next(self) -> dict[str, np.ndarray] | None:
-        if self.i >= self.n:
+        if self.i >= len(self.batches):
             return None
-        sl = slice(self.i, self.i + self.batch)
-        self.i += self.batch
-        return {k: v[sl] for k, v in self.feeds.items()}
+        self.i += 1
+        return self.batches[self.i - 1]
 
     def rewind(self) -> None:
         self.i = 0
@@ -138,7 +146,7 @@ def _quiet_ort_logging():
 def quantize_qdq(
     fp32_path: str | Path,
     out_path: str | Path,
-    calib: dict[str, np.ndarray],
+    calib: Feeds,
     method: str = "minmax",
     op_types: Sequence[str] = OP_TYPES,
     exclude: Sequence[str] = (),
@@ -182,12 +190,14 @@ def quantize_qdq(
     return write_bytes_atomic(out_path, qmodel.SerializeToString())
 
 
-def quantize_modelopt(fp32_path: str | Path, out_path: str | Path, calib: dict[str, np.ndarray], method: str) -> Path:
+def quantize_modelopt(fp32_path: str | Path, out_path: str | Path, calib: Feeds, method: str) -> Path:
     """INT8 Q/DQ through NVIDIA ModelOpt's ONNX PTQ (only when nvidia-modelopt is installed)."""
     if importlib.util.find_spec("modelopt") is None:
         raise ModelOptUnavailable("nvidia-modelopt is not installed; use the onnxruntime quantiser (default)")
     from modelopt.onnx.quantization import quantize as mo_quantize  # documented entry point
 
+    if not isinstance(calib, dict):
+        raise ModelOptUnavailable("the ModelOpt path takes batched inputs only; use the onnxruntime quantiser")
     mo_method = {"minmax": "max", "entropy": "entropy", "percentile": "max"}[method]
     with tempfile.TemporaryDirectory() as tmp:
         dst = Path(tmp) / "int8.onnx"
