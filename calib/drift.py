@@ -3,9 +3,10 @@
 Metrics per precision on fixed inputs: per-output max |error| vs FP32, token agreement, MPJPE between the
 precision's and FP32's pose3d (mm; an upper bound on |MPJPE delta| by the triangle inequality), and, when
 ground truth is given, the MPJPE and PA-MPJPE deltas against it.
-Fallback: each quantized layer (a weight tensor, shared by all unrolled steps; activation x activation
-products grouped per attention site) is left unquantised alone and the drift score re-measured; layers
-are then restored to FP32 most-sensitive first until the drift thresholds are met.
+Fallback: each quantized layer (a module block: all its MatMuls over every unrolled step) is left
+unquantised alone and the drift score re-measured end to end (its sensitivity); layers are then restored
+to FP32 most-sensitive first, keeping a restoration only when it lowers the measured drift, until the
+thresholds are met or the trial budget is spent.
 """
 
 from __future__ import annotations
@@ -57,11 +58,6 @@ def run(path: str | Path | onnx.ModelProto, feeds: Feeds, batch: int = 64) -> di
     return {name: np.concatenate([c[j] for c in chunks]) for j, name in enumerate(names)}
 
 
-def subset(feeds: Feeds, n: int) -> Feeds:
-    """The first `n` samples (arrays) or the first `n` feed dicts (list) - for the cheaper probes."""
-    return {k: v[:n] for k, v in feeds.items()} if isinstance(feeds, dict) else feeds[:n]
-
-
 def compare(precision: str, got: dict, ref: dict, pose_gt: np.ndarray | None = None) -> Drift:
     """Drift of outputs `got` against FP32 outputs `ref` (and ground-truth 3D if given)."""
     d = Drift(precision)
@@ -99,60 +95,23 @@ def score(d: Drift, max_mpjpe_mm: float, min_agreement: float) -> float:
 
 
 def layer_key(node_name: str) -> str:
-    """Layer of a node: its name with the unrolled-call suffixes of module scopes removed (attn_3/ -> attn/)."""
-    return re.sub(r"_\d+(?=/)", "", node_name)
+    """Layer (module block) of a node: the scope up to its first indexed block, unrolled-call suffixes removed.
+
+    '/densify/gcsab.0/attn_3/qkv/MatMul' -> 'densify/gcsab.0'; '/densify/head_s_2/MatMul' -> 'densify/head_s'.
+    """
+    scopes = [re.sub(r"_\d+$", "", c) for c in node_name.strip("/").split("/")[:-1]] or [node_name]
+    for i, c in enumerate(scopes):
+        if re.search(r"\.\d+$", c):
+            return "/".join(scopes[: i + 1])
+    return "/".join(scopes)
 
 
 def layer_groups(qmodel: onnx.ModelProto) -> dict[str, list[str]]:
-    """Quantized nodes grouped by layer (all unrolled steps of one module share a group)."""
+    """Quantized nodes grouped by layer (every unrolled step of a module block shares a group)."""
     groups: dict[str, list[str]] = {}
     for name in quantized_nodes(qmodel):
         groups.setdefault(layer_key(name), []).append(name)
     return groups
-
-
-def local_errors(qmodel: onnx.ModelProto, fp32: onnx.ModelProto, feeds: Feeds) -> dict[str, float]:
-    """Per quantized node: ||op(dq(inputs)) - op(inputs)|| / ||op(inputs)||, measured in one int8 run.
-
-    The activations are the int8 model's own, so each node is charged only with the error it adds.
-    """
-    g = qmodel.graph
-    prod = {o: n for n in g.node for o in n.output}
-    ref_nodes = {n.name: n for n in fp32.graph.node}
-    fp32_inits = {i.name: onnx.numpy_helper.to_array(i) for i in fp32.graph.initializer}
-    plan, expose = {}, set()
-    for name in quantized_nodes(qmodel):
-        node = next(n for n in g.node if n.name == name)
-        pairs = []
-        for k, inp in enumerate(node.input[:2]):
-            dq = prod.get(inp)
-            if dq is not None and dq.op_type == "DequantizeLinear" and dq.input[0] in prod:
-                pre = prod[dq.input[0]].input[0]  # the activation before QuantizeLinear
-                pairs.append((inp, pre))
-                expose.update((inp, pre))
-            else:
-                orig = ref_nodes[name].input[k]
-                pairs.append((inp, orig))
-                expose.add(inp)
-        plan[name] = (node, pairs)
-    probe = onnx.ModelProto()
-    probe.CopyFrom(qmodel)
-    have = {o.name for o in probe.graph.output}
-    probe.graph.output.extend(onnx.helper.make_empty_tensor_value_info(n) for n in sorted(expose - have))
-    # one batch: constant tensors (dequantized weights) must not be concatenated across feed dicts
-    vals = run(probe, feeds if isinstance(feeds, dict) else feeds[len(feeds) // 2], batch=1 << 30)
-    errors = {}
-    for name, (node, pairs) in plan.items():
-        got = [vals[q] for q, _ in pairs]
-        ref = [vals[p] if p in vals else fp32_inits[p] for _, p in pairs]
-        if node.op_type == "Gemm":
-            ta = next((a.i for a in node.attribute if a.name == "transA"), 0)
-            tb = next((a.i for a in node.attribute if a.name == "transB"), 0)
-            got = [got[0].T if ta else got[0], got[1].T if tb else got[1]]
-            ref = [ref[0].T if ta else ref[0], ref[1].T if tb else ref[1]]
-        y_q, y = np.matmul(*got), np.matmul(*ref)
-        errors[name] = float(np.linalg.norm(y_q - y) / (np.linalg.norm(y) + 1e-12))
-    return errors
 
 
 @dataclass
@@ -187,9 +146,10 @@ def fallback(
     result.history.append((0, base.mpjpe_vs_fp32_mm, base.token_agreement))
     if not result.met:
         base_score = score(base, max_mpjpe_mm, min_agreement)
-        progress(f"measuring the local INT8 error of {len(groups)} quantized layers")
-        errors = local_errors(qmodel, fp32, subset(feeds, 32))
-        result.sensitivity = {key: max(errors[n] for n in nodes) for key, nodes in groups.items()}
+        progress(f"measuring the sensitivity of {len(groups)} quantized layers (each left in FP32 alone)")
+        for key, nodes in groups.items():
+            d = compare("int8", run(strip_qdq(qmodel, fp32, nodes), feeds), ref)
+            result.sensitivity[key] = base_score - score(d, max_mpjpe_mm, min_agreement)
         ranked = sorted(result.sensitivity, key=result.sensitivity.get, reverse=True)
         limit = len(ranked) if max_layers is None else min(max_layers, len(ranked))
         kept: list[str] = []

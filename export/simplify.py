@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import onnx
 import onnxsim
 from onnx import numpy_helper
@@ -25,6 +26,7 @@ def simplify(model: onnx.ModelProto) -> onnx.ModelProto:
     if not ok:
         raise SimplifyError("onnx-simplifier could not validate the simplified model")
     dedupe_initializers(simplified)
+    clamp_slice_bounds(simplified)
     return simplified
 
 
@@ -49,6 +51,28 @@ def dedupe_initializers(model: onnx.ModelProto) -> int:
     del model.graph.initializer[:]
     model.graph.initializer.extend(i for i in keep if i.name not in rename)
     return len(rename)
+
+
+def clamp_slice_bounds(model: onnx.ModelProto) -> int:
+    """Clamp Slice starts/ends constants to the int32 range (PyTorch writes INT64_MAX for 'to the end').
+
+    Slicing clamps to the dimension anyway, so results are unchanged; TensorRT no longer has to cast an
+    out-of-range int64 down. Returns how many initializers were changed.
+    """
+    limit = np.iinfo(np.int32)
+    slice_inputs = {n.input[k] for n in model.graph.node if n.op_type == "Slice" for k in (1, 2) if len(n.input) > k}
+    other_uses = {
+        i for n in model.graph.node if n.op_type != "Slice" for i in n.input
+    } | {i for n in model.graph.node if n.op_type == "Slice" for i in n.input[3:]}
+    changed = 0
+    for k, init in enumerate(model.graph.initializer):
+        if init.name in slice_inputs and init.name not in other_uses and init.data_type == onnx.TensorProto.INT64:
+            arr = numpy_helper.to_array(init)
+            if arr.size and (arr.max() > limit.max or arr.min() < limit.min):
+                clipped = np.clip(arr, limit.min, limit.max).astype(np.int64)
+                model.graph.initializer[k].CopyFrom(numpy_helper.from_array(clipped, init.name))
+                changed += 1
+    return changed
 
 
 def check(model: onnx.ModelProto) -> None:
