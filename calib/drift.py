@@ -19,10 +19,10 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from calib.pose_metrics import mpjpe, p_mpjpe
 from calib.quantize import Feeds, quantized_nodes, strip_qdq
 from export.atomic_write import write_bytes_atomic
 from export.parity import session
+from hipart.metrics import mpjpe, p_mpjpe
 
 MM = 1000.0  # pose3d is in metres
 
@@ -73,10 +73,11 @@ def compare(precision: str, got: dict, ref: dict, pose_gt: np.ndarray | None = N
             d.mean_abs_err[name] = float(err.mean())
     d.token_agreement = agree / total if total else None
     if "pose3d" in ref:
-        d.mpjpe_vs_fp32_mm = mpjpe(got["pose3d"], ref["pose3d"]) * MM
+        d.mpjpe_vs_fp32_mm = float(mpjpe(got["pose3d"], ref["pose3d"]).mean()) * MM
         if pose_gt is not None:
-            d.mpjpe_delta_mm = (mpjpe(got["pose3d"], pose_gt) - mpjpe(ref["pose3d"], pose_gt)) * MM
-            d.pa_mpjpe_delta_mm = (p_mpjpe(got["pose3d"], pose_gt) - p_mpjpe(ref["pose3d"], pose_gt)) * MM
+            g, r = got["pose3d"], ref["pose3d"]
+            d.mpjpe_delta_mm = float(mpjpe(g, pose_gt).mean() - mpjpe(r, pose_gt).mean()) * MM
+            d.pa_mpjpe_delta_mm = float(p_mpjpe(g, pose_gt).mean() - p_mpjpe(r, pose_gt).mean()) * MM
     return d
 
 

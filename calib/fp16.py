@@ -109,7 +109,8 @@ def to_mixed_fp16(
                 for k, i in enumerate(n.input):
                     if i == o.name:
                         n.input[k] = inner
-            new_nodes.append(helper.make_node("Cast", [inner], [o.name], name=f"Cast_{o.name}_out", to=TensorProto.FLOAT))
+            cast = helper.make_node("Cast", [inner], [o.name], name=f"Cast_{o.name}_out", to=TensorProto.FLOAT)
+            new_nodes.append(cast)
     del g.node[:]
     g.node.extend(new_nodes)
     g.initializer.extend(new_inits)

@@ -10,9 +10,9 @@ import numpy as np
 import onnx
 import torch
 
-from export.hipart_graphs import DecodeStepGraph, DensifyGraph, HiPARTGraph, LiftGraph, empty_cache, run_step_loop
 from export import metadata as md
 from export.atomic_write import write_bytes_atomic
+from export.hipart_graphs import DecodeStepGraph, DensifyGraph, HiPARTGraph, LiftGraph, empty_cache, run_step_loop
 from export.onnx_export import DEFAULT_OPSET, GraphSpec, export_module, finalise
 from export.parity import ParityReport, compare_outputs, session
 from hipart import skeleton

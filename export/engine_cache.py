@@ -1,4 +1,4 @@
-"""On-disk engine cache keyed by what makes an engine invalid: model, GPU (+ compute capability), TensorRT, precision."""
+"""On-disk engine cache keyed by what makes an engine invalid: model, GPU + compute capability, TensorRT, precision."""
 
 from __future__ import annotations
 

@@ -230,7 +230,7 @@ def _preflight_and_engines(opts: Options, written, mhash: str, res: Result, log)
         trt, trt_version = None, opts.trt_version or "10"
         missing = str(e).split(":")[0]
     target = opts.trt_version or trt_version
-    for (name, prec), path in written.items():
+    for path in written.values():
         rep = preflight(onnx.load(str(path)), target)
         if opts.check_trt or not rep.ok:
             log(rep.format().replace("TensorRT preflight", f"TensorRT preflight {path.name}"))

@@ -61,7 +61,7 @@ TARGETS: dict[str, TrtTarget] = {
     "10": TrtTarget("TensorRT 10.x", 9, 20, _COMMON, strongly_typed_only=False, implicit_int8_calibrator=True),
     "10.15": TrtTarget("TensorRT 10.15", 9, 24, _COMMON | _SINCE_10_15, False, True),
     # 11.x: strongly typed networks only; INT8 via explicit Q/DQ only; no IInt8Calibrator.
-    "11": TrtTarget("TensorRT 11.x", 9, 24, _COMMON | _SINCE_10_15, strongly_typed_only=True, implicit_int8_calibrator=False),
+    "11": TrtTarget("TensorRT 11.x", 9, 24, _COMMON | _SINCE_10_15, True, implicit_int8_calibrator=False),
 }
 
 

@@ -98,7 +98,8 @@ def _attr(n: onnx.NodeProto, name: str, default=None):
 def _check_ops(g: _Graph, t: TrtTarget, rep: PreflightReport) -> None:
     for n in g.graph.node:
         if n.domain not in ("", "ai.onnx"):
-            rep.add("error", "op-support", _name(n), f"custom-domain op {n.domain}::{n.op_type} needs a TensorRT plugin")
+            msg = f"custom-domain op {n.domain}::{n.op_type} needs a TensorRT plugin"
+            rep.add("error", "op-support", _name(n), msg)
         elif n.op_type in UNSUPPORTED:
             rep.add("error", "op-support", _name(n), f"{n.op_type} is not supported by {t.name}'s ONNX parser")
         elif n.op_type not in t.ops:

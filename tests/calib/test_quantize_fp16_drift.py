@@ -143,17 +143,3 @@ def test_fp16_keeps_layernorm_softmax_residual_fp32(standin_onnx, data, tmp_path
     rep = drift.report({"fp32": standin_onnx, "fp16": path}, data[1])["fp16"]
     assert rep.token_agreement >= 0.95
     assert rep.mean_abs_err["points"] < 0.05
-
-
-def test_pose_metrics():
-    from calib.pose_metrics import mpjpe, p_mpjpe
-
-    rng = np.random.default_rng(0)
-    gt = rng.normal(size=(5, 17, 3))
-    assert mpjpe(gt, gt) == 0
-    assert mpjpe(gt + [0.01, 0, 0], gt) == pytest.approx(0.01)
-    theta = 0.3
-    rot = np.array([[np.cos(theta), -np.sin(theta), 0], [np.sin(theta), np.cos(theta), 0], [0, 0, 1]])
-    moved = 1.7 * gt @ rot.T + 0.5
-    assert mpjpe(moved, gt) > 0.1
-    assert p_mpjpe(moved, gt) == pytest.approx(0.0, abs=1e-9)

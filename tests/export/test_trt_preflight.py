@@ -52,7 +52,8 @@ def test_rejects_dynamic_topk_argmax_last_index_and_int64_matmul():
         [helper.make_node("TopK", ["x", "k"], ["v", "i"], name="topk", axis=-1),
          helper.make_node("ArgMax", ["x"], ["a"], name="argmax", axis=-1, select_last_index=1),
          helper.make_node("MatMul", ["xi", "wi"], ["m"], name="imm")],
-        [_vi("x"), _vi("k", TensorProto.INT64, (1,)), _vi("xi", TensorProto.INT64), _vi("wi", TensorProto.INT64, (4, 4))],
+        [_vi("x"), _vi("k", TensorProto.INT64, (1,)), _vi("xi", TensorProto.INT64),
+         _vi("wi", TensorProto.INT64, (4, 4))],
         [_vi("v", shape=("batch", None)), _vi("i", TensorProto.INT64, ("batch", None)),
          _vi("a", TensorProto.INT64, ("batch", 1)), _vi("m", TensorProto.INT64)],
     )  # fmt: skip
@@ -92,7 +93,8 @@ def test_qdq_placement_rules():
 
 
 def test_fp16_layernorm_rejected():
-    inits = [numpy_helper.from_array(np.ones(4, np.float16), "g"), numpy_helper.from_array(np.zeros(4, np.float16), "b")]
+    inits = [numpy_helper.from_array(np.ones(4, np.float16), "g"),
+             numpy_helper.from_array(np.zeros(4, np.float16), "b")]  # fmt: skip
     m = _model(
         [helper.make_node("Cast", ["x"], ["xh"], to=TensorProto.FLOAT16, name="cast"),
          helper.make_node("LayerNormalization", ["xh", "g", "b"], ["yh"], name="ln", axis=-1),
