@@ -145,7 +145,7 @@ def fallback(
     groups = layer_groups(qmodel)
     result = FallbackResult(Path(out_path), base, [], {}, base.within(max_mpjpe_mm, min_agreement))
     result.history.append((0, base.mpjpe_vs_fp32_mm, base.token_agreement))
-    if not result.met:
+    if not result.met and (max_trials is None or max_trials > 0):
         base_score = score(base, max_mpjpe_mm, min_agreement)
         progress(f"measuring the sensitivity of {len(groups)} quantized layers (each left in FP32 alone)")
         for key, nodes in groups.items():

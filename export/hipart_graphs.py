@@ -28,20 +28,30 @@ def _require_exportable(gen: HiARM) -> None:
         )
 
 
-def _cached_layer(blk, x, k_cache, v_cache, write, mask):
-    """TransformerBlock.forward_cached with the cache write supplied as a function (no in-place buffers)."""
-    attn = blk.attn
-    q, k, v = attn._split(blk.norm1(x))  # [B, H, 1, hd]
-    k_cache, v_cache = write(k_cache, k), write(v_cache, v)
-    x = x + attn._attend(q, k_cache, v_cache, mask)
-    return x + blk.mlp(blk.norm2(x)), k_cache, v_cache
+class CachedBlock(nn.Module):
+    """TransformerBlock.forward_cached with the cache write supplied as a function (no in-place buffers).
+
+    A module of its own so exported node names keep the layer ('/gcsab.3/attn/qkv/MatMul'), which the
+    INT8 sensitivity report groups by.
+    """
+
+    def __init__(self, blk):
+        super().__init__()
+        self.blk = blk
+
+    def forward(self, x, k_cache, v_cache, write, mask):
+        blk = self.blk
+        q, k, v = blk.attn._split(blk.norm1(x))  # [B, H, 1, hd]
+        k_cache, v_cache = write(k_cache, k), write(v_cache, v)
+        x = x + blk.attn._attend(q, k_cache, v_cache, mask)
+        return x + blk.mlp(blk.norm2(x)), k_cache, v_cache
 
 
-def _gcsab_step(gen: HiARM, x, k_cache, v_cache, write, mask):
+def _gcsab_step(gen: HiARM, blocks: nn.ModuleList, x, k_cache, v_cache, write, mask):
     """x [B,1,D]; caches [B, L, H, T, hd] -> h [B, D] and the updated caches."""
     ks, vs = [], []
-    for layer, blk in enumerate(gen.gcsab):
-        x, k, v = _cached_layer(blk, x, k_cache[:, layer], v_cache[:, layer], write, mask)
+    for layer, blk in enumerate(blocks):
+        x, k, v = blk(x, k_cache[:, layer], v_cache[:, layer], write, mask)
         ks.append(k)
         vs.append(v)
     return gen.gcsab_norm(x)[:, 0], torch.stack(ks, 1), torch.stack(vs, 1)
@@ -70,6 +80,7 @@ class DensifyGraph(nn.Module):
         super().__init__()
         _require_exportable(model.generator)
         self.model = model
+        self.gcsab = nn.ModuleList(CachedBlock(b) for b in model.generator.gcsab)
 
     def tokens(self, x_s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         gen = self.model.generator
@@ -83,7 +94,7 @@ class DensifyGraph(nn.Module):
                 return torch.cat([cache[:, :, :i], new, cache[:, :, i + 1 : t]], 2)
 
             mask = (torch.arange(t) <= i).view(1, 1, 1, t)
-            h, k_cache, v_cache = _gcsab_step(gen, x, k_cache, v_cache, write, mask)
+            h, k_cache, v_cache = _gcsab_step(gen, self.gcsab, x, k_cache, v_cache, write, mask)
             part = gen.order[i].reshape(1)
             q_s, q_d, _, _ = _predict_pair(gen, h, part)
             qs.append(q_s)
@@ -113,6 +124,7 @@ class DecodeStepGraph(nn.Module):
         super().__init__()
         _require_exportable(model.generator)
         self.model = model
+        self.gcsab = nn.ModuleList(CachedBlock(b) for b in model.generator.gcsab)
 
     def forward(self, x_s, step, prev_q_s, prev_q_d, past_k, past_v):
         gen = self.model.generator
@@ -128,7 +140,7 @@ class DecodeStepGraph(nn.Module):
             return cache * (1 - onehot) + new * onehot
 
         mask = (slots <= step).view(1, 1, 1, t)
-        h, k, v = _gcsab_step(gen, x, past_k, past_v, write, mask)
+        h, k, v = _gcsab_step(gen, self.gcsab, x, past_k, past_v, write, mask)
         q_s, q_d, ls, ld = _predict_pair(gen, h, gen.order[step])
         return q_s, q_d, ls, ld, k, v
 
