@@ -143,3 +143,15 @@ def test_fp16_keeps_layernorm_softmax_residual_fp32(standin_onnx, data, tmp_path
     rep = drift.report({"fp32": standin_onnx, "fp16": path}, data[1])["fp16"]
     assert rep.token_agreement >= 0.95
     assert rep.mean_abs_err["points"] < 0.05
+
+
+def test_modelopt_path_is_optional(standin_onnx, data, tmp_path):
+    import importlib.util
+
+    from calib.quantize import ModelOptUnavailable, quantize_modelopt
+
+    if importlib.util.find_spec("modelopt") is not None:
+        pytest.skip("nvidia-modelopt is installed here")
+    with pytest.raises(ModelOptUnavailable, match="nvidia-modelopt is not installed"):
+        quantize_modelopt(standin_onnx, tmp_path / "m.onnx", data[0], "minmax")
+    assert not (tmp_path / "m.onnx").exists()
