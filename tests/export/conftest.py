@@ -21,6 +21,15 @@ STEP = GraphSpec(
 )
 
 
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    """Tiny batches on 2 shared cores: torch intra-op threads cost far more than they save."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
 @pytest.fixture(scope="session")
 def standin() -> StandIn:
     return StandIn().eval()

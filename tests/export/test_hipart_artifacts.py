@@ -87,3 +87,13 @@ def test_lift_and_hipart_shapes(exported):
     lift = onnx.load(str(exported["lift"]))
     dims = [d.dim_value or d.dim_param for d in lift.graph.input[0].type.tensor_type.shape.dim]
     assert dims[1:] == [161, 2]
+
+
+def test_paper_size_lift_export_parity(tmp_path):
+    """One paper-size export (the lifter: 12 blocks, 6 heads, dim 96 over 161 points) with full parity."""
+    torch.manual_seed(1)
+    paper = HiPART(HiPARTConfig()).eval()
+    path = export_artifact(paper, "lift", tmp_path, model_hash(paper))
+    rep = check_artifact(paper, "lift", path, batches=(1, 7), seeds=(0, 1))
+    assert rep.worst_rel <= 1e-4, rep.max_rel_err
+    assert preflight(onnx.load(str(path)), "10").ok
