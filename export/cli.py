@@ -9,6 +9,7 @@ from pathlib import Path
 from calib.calibration_set import CalibrationDataError
 from export.artifacts import ARTIFACTS
 from export.atomic_write import OutputDirError
+from export.hipart_graphs import UnsupportedModelError
 from export.pipeline import (
     EXIT_BAD_INPUT,
     EXIT_ERROR,
@@ -18,6 +19,7 @@ from export.pipeline import (
     run,
 )
 from export.trt_builder import EngineBuildError, UnsupportedTensorRTVersion, parse_batch
+from export.trt_ops import target_for
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -59,21 +61,26 @@ def main(argv: list[str] | None = None) -> int:
         if args.calib_size < 1:
             raise BadInput("--calib-size must be >= 1")
         if args.trt_version:
-            from export.trt_ops import target_for
-
-            target_for(args.trt_version)
+            try:
+                target_for(args.trt_version)
+            except ValueError as e:
+                raise BadInput(str(e)) from None
+        try:
+            batch = parse_batch(args.batch)
+        except ValueError as e:
+            raise BadInput(str(e)) from None
         opts = Options(
             out=args.out, checkpoint=args.checkpoint, random_weights=args.random_weights, seed=args.seed,
             artifacts=tuple(a for a in args.artifacts.split(",") if a), onnx_only=args.onnx_only,
             fp16=args.fp16, int8=args.int8, calib_size=args.calib_size, calib_method=args.calib_method,
             calib_data=args.calib_data, eval_data=args.eval_data, synthetic=args.synthetic_calib,
-            quantizer=args.quantizer, batch=parse_batch(args.batch), workspace_mib=args.workspace_mib,
+            quantizer=args.quantizer, batch=batch, workspace_mib=args.workspace_mib,
             check_trt=args.check_trt, trt_version=args.trt_version, parity=not args.no_parity,
             max_mpjpe_mm=args.max_drift_mm, min_agreement=args.min_token_agreement,
             fallback_trials=args.fallback_trials,
         )  # fmt: skip
         result = run(opts)
-    except (BadInput, CalibrationDataError, OutputDirError, UnsupportedTensorRTVersion, ValueError) as e:
+    except (BadInput, CalibrationDataError, OutputDirError, UnsupportedTensorRTVersion, UnsupportedModelError) as e:
         print(f"hipart-export: error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except EngineBuildError as e:

@@ -90,8 +90,3 @@ def verify_sidecar(sidecar_path: str | Path, current: EngineKey) -> dict:
             f"(hipart-export --int8/--fp16):\n  " + "\n  ".join(diff)
         )
     return stored
-
-
-def sidecar_for(engine_path: str | Path) -> Path:
-    """The sidecar path of an engine file."""
-    return Path(engine_path).with_suffix(SIDECAR_SUFFIX)

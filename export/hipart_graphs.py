@@ -8,6 +8,7 @@ concatenation at constant positions (unrolled graph) or by a one-hot blend at an
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -169,14 +170,12 @@ class HiPARTGraph(nn.Module):
         return x_d, x_f, self.model.lift(x_s, x_d, x_f), q_s, q_d
 
 
-def run_step_loop(step_fn, gen: HiARM, x_s: torch.Tensor | None = None, feeds: dict | None = None):
+def run_step_loop(step_fn, gen: HiARM, x_s):
     """Drive a decode-step callable for all parts; returns (q_s [B,16], q_d [B,48]) in canonical order.
 
     `step_fn(x_s, step, prev_q_s, prev_q_d, past_k, past_v)` returns at least (q_s, q_d, _, _, k, v); it can
     be the PyTorch DecodeStepGraph or an onnxruntime session adapter, with numpy or torch values alike.
     """
-    import numpy as np
-
     b, p, r = x_s.shape[0], gen.num_parts, gen.r
     k, v = (c.numpy() for c in empty_cache(gen, b, torch.zeros(1)))
     q_s, q_d = np.zeros(b, np.int64), np.zeros((b, r), np.int64)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 
 import onnx
@@ -60,8 +59,3 @@ def read(model: onnx.ModelProto) -> ExportMetadata:
 def with_precision(meta: ExportMetadata, precision: str, **extra: str) -> ExportMetadata:
     """A copy of `meta` for a derived artifact (fp16 / int8) of the same model."""
     return ExportMetadata(**{**asdict(meta), "precision": precision, "extra": {**meta.extra, **extra}})
-
-
-def describe(names: Mapping[str, str]) -> dict[str, str]:
-    """Copy of an I/O meaning table (keeps callers from sharing mutable dicts)."""
-    return dict(names)

@@ -19,6 +19,7 @@ from export.trt_builder import (
     UnsupportedTensorRTVersion,
     build_engine,
     import_tensorrt,
+    load_engine,
     parse_batch,
 )
 
@@ -182,3 +183,10 @@ def test_engine_cache_roundtrip_and_mismatch(tmp_path):
     assert _key(precision="fp16").digest() != key.digest()
     with pytest.raises(EngineMismatchError, match="missing"):
         verify_sidecar(tmp_path / "nope.json", key)
+
+
+def test_load_engine_checks_sidecar_before_tensorrt(tmp_path):
+    cache = EngineCache(tmp_path)
+    path = cache.store("lift", _key(), b"bytes")
+    with pytest.raises(EngineMismatchError, match="gpu_name"):
+        load_engine(path, _key(gpu_name="NVIDIA GeForce RTX 4090", compute_capability="8.9"))
