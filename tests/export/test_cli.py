@@ -86,3 +86,20 @@ def test_corrupt_checkpoint_and_unwritable_dir(tmp_path, capsys):
     blocker.write_text("x")
     assert main(["--random-weights", "tiny", "--out", str(blocker / "sub")]) == EXIT_BAD_INPUT
     assert "not writable" in capsys.readouterr().err
+
+
+def test_checkpoint_export_carries_model_hash(tmp_path, capsys):
+    import torch
+
+    from hipart.checkpoint import model_hash, save_checkpoint
+    from hipart.models.config import HiPARTConfig
+    from hipart.models.hipart import HiPART
+
+    torch.manual_seed(3)
+    model = HiPART(HiPARTConfig.tiny()).eval()
+    ckpt = save_checkpoint(tmp_path / "tiny.pt", model, data_version="test")
+    out = tmp_path / "out"
+    assert main(["--checkpoint", str(ckpt), "--artifacts", "lift", "--onnx-only", "--out", str(out)]) == EXIT_OK
+    meta = {p.key: p.value for p in onnx.load(str(out / "lift.onnx")).metadata_props}
+    assert meta["hipart.model_hash"] == model_hash(model)
+    assert "data version test" in capsys.readouterr().err

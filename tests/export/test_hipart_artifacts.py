@@ -97,3 +97,14 @@ def test_paper_size_lift_export_parity(tmp_path):
     rep = check_artifact(paper, "lift", path, batches=(1, 7), seeds=(0, 1))
     assert rep.worst_rel <= 1e-4, rep.max_rel_err
     assert preflight(onnx.load(str(path)), "10").ok
+
+
+def test_classification_mode_has_no_static_decode_export(tmp_path):
+    from export.hipart_graphs import UnsupportedModelError
+    from hipart.models.config import GeneratorConfig
+
+    cfg = HiPARTConfig.tiny()
+    cfg.generator = GeneratorConfig(dim=32, heads=4, gcsab_blocks=1, head_blocks=1, dropout=0.0, mode="classification")
+    with pytest.raises(UnsupportedModelError, match="autoregressive"):
+        export_artifact(HiPART(cfg).eval(), "densify", tmp_path, "h")
+    assert list(tmp_path.iterdir()) == []
