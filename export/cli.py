@@ -40,6 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--calib-size", type=int, default=512, help="calibration poses (default 512)")
     p.add_argument("--calib-method", default="minmax", choices=("minmax", "entropy", "percentile"))
     p.add_argument("--calib-data", type=Path, help="npz with x_s from TRAINING subjects (k-center selected)")
+    p.add_argument("--dataset", type=Path, help="`hipart-data build` directory: calibrate on train, drift on val")
     p.add_argument("--eval-data", type=Path, help="npz with x_s (+ pose3d) from VALIDATION subjects for drift")
     p.add_argument("--synthetic-calib", action="store_true", help="use generated poses (calib.synthetic_poses)")
     p.add_argument("--quantizer", choices=("ort", "modelopt"), default="ort")
@@ -73,7 +74,8 @@ def main(argv: list[str] | None = None) -> int:
             out=args.out, checkpoint=args.checkpoint, random_weights=args.random_weights, seed=args.seed,
             artifacts=tuple(a for a in args.artifacts.split(",") if a), onnx_only=args.onnx_only,
             fp16=args.fp16, int8=args.int8, calib_size=args.calib_size, calib_method=args.calib_method,
-            calib_data=args.calib_data, eval_data=args.eval_data, synthetic=args.synthetic_calib,
+            calib_data=args.calib_data, dataset=args.dataset, eval_data=args.eval_data,
+            synthetic=args.synthetic_calib,
             quantizer=args.quantizer, batch=batch, workspace_mib=args.workspace_mib,
             check_trt=args.check_trt, trt_version=args.trt_version, parity=not args.no_parity,
             max_mpjpe_mm=args.max_drift_mm, min_agreement=args.min_token_agreement,

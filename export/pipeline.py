@@ -55,6 +55,7 @@ class Options:
     calib_size: int = DEFAULT_SIZE
     calib_method: str = "minmax"
     calib_data: Path | None = None
+    dataset: Path | None = None  # a `hipart-data build` directory: calibrate on train, drift on val
     eval_data: Path | None = None
     synthetic: bool = False
     quantizer: str = "ort"
@@ -113,6 +114,18 @@ def load_model(opts: Options) -> tuple[HiPART, str]:
 
 def _pose_sets(opts: Options) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None, str]:
     """(calibration x_s, eval x_s, eval pose3d, description)."""
+    if opts.dataset is not None:
+        from calib.calibration_set import greedy_k_center
+        from calib.dataset_poses import split_poses
+
+        train_x, _ = split_poses(opts.dataset, "train")  # the train split is subject-disjoint from val/test
+        if len(train_x) < opts.calib_size:
+            raise CalibrationDataError(
+                f"calibration data too small: {len(train_x)} training poses < requested {opts.calib_size}"
+            )
+        val_x, val_p3d = split_poses(opts.dataset, "val")
+        calib = train_x[greedy_k_center(train_x, opts.calib_size)]
+        return calib, val_x, val_p3d, f"dataset {opts.dataset} (k-center over train, drift on val)"
     if opts.calib_data is not None:
         calib = load_calibration(opts.calib_data, ["x_s"], min_size=opts.calib_size)["x_s"][: opts.calib_size]
         ev = gt = None
@@ -130,7 +143,8 @@ def _pose_sets(opts: Options) -> tuple[np.ndarray, np.ndarray | None, np.ndarray
         val = np.isin(ps.subjects, VAL_SUBJECTS)
         return ps.x_s[idx], ps.x_s[val][:256], ps.pose3d[val][:256], "SYNTHETIC poses (calib.synthetic_poses)"
     raise CalibrationDataError(
-        "calibration data absent: pass --calib-data NPZ (x_s from training subjects, see calib.calibration_set) "
+        "calibration data absent: pass --dataset DIR (built by hipart-data), --calib-data NPZ (x_s from training "
+        "subjects, see calib.calibration_set) "
         "or --synthetic-calib for a plumbing run on generated poses"
     )
 
@@ -159,7 +173,8 @@ def run(opts: Options, log: Callable[[str], None] = lambda m: print(f"[hipart-ex
     log(f"model: {source}; hash {mhash}")
     res = Result()
     # Calibration data is checked before any export work so a bad input fails fast and leaves nothing.
-    pose_sets = _pose_sets(opts) if opts.int8 or (opts.fp16 and opts.synthetic) else None
+    want_drift = opts.fp16 and (opts.synthetic or opts.dataset is not None)
+    pose_sets = _pose_sets(opts) if opts.int8 or want_drift else None
 
     exported: list[Artifact] = export_all(model, out, mhash, opts.artifacts, parity=opts.parity, progress=log)
     written: dict[tuple[str, str], Path] = {}

@@ -75,3 +75,47 @@ def test_synthetic_generator_is_deterministic_and_plausible():
     np.testing.assert_allclose(a.pose3d[:, 0], 0.0)  # root-relative
     femur = np.linalg.norm(a.pose3d[:, 2] - a.pose3d[:, 1], axis=-1)
     assert np.all((femur > 0.38) & (femur < 0.52))  # 0.45 m x subject scale 0.9-1.1
+
+
+def _fake_dataset(root, n_per_split=(40, 12, 8)):
+    """The arrays and manifest fields `hipart-data build` writes that calibration reads."""
+    import json
+
+    ps = synthetic_poses(sum(n_per_split), seed=9)
+    split = np.concatenate([np.full(n, i, np.int8) for i, n in enumerate(n_per_split)])
+    px = (ps.x_s + [1.0, 1.0]) * 500.0  # inverse of normalize_screen_coordinates for a 1000x1000 image
+    root.mkdir()
+    np.save(root / "x_s_px.npy", px.astype(np.float32))
+    np.save(root / "p3d_s.npy", (ps.pose3d + 3.0).astype(np.float32))  # not root-relative on disk
+    np.save(root / "split.npy", split)
+    manifest = {"files": ["x_s_px.npy", "p3d_s.npy", "split.npy"], "splits": ["train", "val", "test"],
+                "image_size": [1000, 1000]}  # fmt: skip
+    (root / "manifest.json").write_text(json.dumps(manifest))
+    return ps, split
+
+
+def test_dataset_split_poses(tmp_path):
+    from calib.dataset_poses import split_poses
+
+    ps, split = _fake_dataset(tmp_path / "ds")
+    x, p3d = split_poses(tmp_path / "ds", "val")
+    np.testing.assert_allclose(x, ps.x_s[split == 1], atol=1e-5)
+    np.testing.assert_allclose(p3d, ps.pose3d[split == 1], atol=1e-5)  # made root-relative
+    with pytest.raises(CalibrationDataError, match="no 'dev' split"):
+        split_poses(tmp_path / "ds", "dev")
+    with pytest.raises(CalibrationDataError, match="no manifest.json"):
+        split_poses(tmp_path, "train")
+
+
+def test_cli_dataset_calibration(tmp_path, capsys):
+    from export.cli import main
+
+    _fake_dataset(tmp_path / "ds")
+    out = tmp_path / "out"
+    args = ["--random-weights", "tiny", "--artifacts", "lift", "--int8", "--dataset", str(tmp_path / "ds"),
+            "--calib-size", "32", "--fallback-trials", "0", "--no-parity", "--max-drift-mm", "1e9", "--out", str(out)]
+    assert main(args) == 0, capsys.readouterr().err
+    with np.load(out / "calib_lift.npz") as z:
+        assert z["points"].shape == (32, 161, 2)
+    assert main([*args[:-2], "--calib-size", "64", "--out", str(tmp_path / "o2")]) == 2
+    assert "too small: 40 training poses" in capsys.readouterr().err
