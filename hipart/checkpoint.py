@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import os
 import tempfile
@@ -59,10 +60,17 @@ def save_checkpoint(
     model: nn.Module,
     data_version: str | None = None,
     extra: dict[str, Any] | None = None,
+    half: bool = False,
 ) -> Path:
-    """Write model weights + config + data version atomically (temp file, then rename)."""
+    """Write model weights + config + data version atomically (temp file, then rename).
+
+    half=True stores floating tensors as float16 (half the file; loading casts back to float32). The stored
+    model hash is of the weights as stored, so measure a half checkpoint after loading it.
+    """
     path = Path(path)
     kind = _kind_of(model)
+    if half:
+        model = copy.deepcopy(model).half().float()
     payload = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -72,7 +80,11 @@ def save_checkpoint(
         "data_version": data_version,
         "model_hash": model_hash(model),
         "extra": extra or {},
-        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "weights_dtype": "float16" if half else "float32",
+        "state_dict": {
+            k: (v.detach().cpu().half() if half and v.is_floating_point() else v.detach().cpu())
+            for k, v in model.state_dict().items()
+        },
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
@@ -128,7 +140,7 @@ def load_checkpoint(
         model = _build_model(kind, payload["config"])
     except (ValueError, TypeError, KeyError) as e:
         raise CheckpointError(f"{path}: stored config is invalid for this version: {e}") from None
-    try:
+    try:  # float16-stored weights are cast back into the float32 parameters by copy_
         model.load_state_dict(payload["state_dict"], strict=True)
     except RuntimeError as e:
         msg = str(e).splitlines()[0:3]
@@ -137,3 +149,9 @@ def load_checkpoint(
         model.sync_codebooks()
     meta = {k: v for k, v in payload.items() if k != "state_dict"}
     return model.to(map_location).eval(), meta
+
+
+def bundled_checkpoint() -> Path | None:
+    """The default trained model shipped in hipart/assets (None if this build has none)."""
+    p = Path(__file__).parent / "assets" / "hipart_default.pt"
+    return p if p.is_file() else None

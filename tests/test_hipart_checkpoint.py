@@ -123,3 +123,16 @@ def test_cli_smoke_run(capsys, tmp_path, tiny_model):
     assert "error:" in capsys.readouterr().err
     save_checkpoint(tmp_path / "ok.pt", tiny_model)
     assert main(["--checkpoint", str(tmp_path / "ok.pt"), "--runs", "1"]) == 0
+
+
+def test_half_checkpoint_halves_the_file_and_loads_as_float32(tiny_model, tmp_path):
+    full = save_checkpoint(tmp_path / "f.pt", tiny_model)
+    half = save_checkpoint(tmp_path / "h.pt", tiny_model, half=True)
+    assert half.stat().st_size < 0.6 * full.stat().st_size
+    model, meta = load_checkpoint(half)
+    assert meta["weights_dtype"] == "float16" and meta["model_hash"] == model_hash(model)
+    p = next(model.parameters())
+    assert p.dtype == torch.float32
+    ref = tiny_model.lifter.head.weight
+    torch.testing.assert_close(model.lifter.head.weight, ref.half().float())
+    assert model(torch.zeros(1, 17, 2))["pose3d"].dtype == torch.float32
