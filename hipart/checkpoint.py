@@ -1,0 +1,139 @@
+"""One-file checkpoints: weights + JSON config + data version, loaded with torch.load(weights_only=True)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from hipart import __version__
+from hipart.models.config import GeneratorConfig, HiPARTConfig, LifterConfig, TokenizerConfig, _build
+from hipart.models.generator import HiARM
+from hipart.models.hipart import HiPART
+from hipart.models.lifter import Lifter
+from hipart.models.tokenizer import MSSTokenizer
+
+FORMAT = "hipart-edge/checkpoint"
+FORMAT_VERSION = 1
+KINDS = ("hipart", "tokenizer", "generator", "lifter")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file is missing, corrupt, or does not match the expected model."""
+
+
+def _kind_of(model: nn.Module) -> str:
+    for kind, cls in (("hipart", HiPART), ("tokenizer", MSSTokenizer), ("generator", HiARM), ("lifter", Lifter)):
+        if isinstance(model, cls):
+            return kind
+    raise TypeError(f"cannot checkpoint a {type(model).__name__}; expected HiPART, MSSTokenizer, HiARM or Lifter")
+
+
+def _config_dict(model: nn.Module, kind: str) -> dict[str, Any]:
+    from dataclasses import asdict
+
+    if kind == "hipart":
+        return model.config.to_dict()
+    if kind == "generator":
+        return {"generator": asdict(model.config), "tokenizer": asdict(model.tok_config)}
+    return asdict(model.config)
+
+
+def model_hash(model: nn.Module) -> str:
+    """SHA-256 (first 16 hex digits) over parameter/buffer names, shapes, dtypes and bytes."""
+    h = hashlib.sha256()
+    for name, t in sorted(model.state_dict().items()):
+        h.update(name.encode())
+        h.update(str((tuple(t.shape), str(t.dtype))).encode())
+        h.update(t.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def save_checkpoint(
+    path: str | os.PathLike,
+    model: nn.Module,
+    data_version: str | None = None,
+    extra: dict[str, Any] | None = None,
+) -> Path:
+    """Write model weights + config + data version atomically (temp file, then rename)."""
+    path = Path(path)
+    kind = _kind_of(model)
+    payload = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "kind": kind,
+        "hipart_version": __version__,
+        "config": _config_dict(model, kind),
+        "data_version": data_version,
+        "model_hash": model_hash(model),
+        "extra": extra or {},
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        torch.save(payload, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def _build_model(kind: str, cfg: dict[str, Any]) -> nn.Module:
+    if kind == "hipart":
+        return HiPART(HiPARTConfig.from_dict(cfg))
+    if kind == "tokenizer":
+        return MSSTokenizer(_build(TokenizerConfig, cfg))
+    if kind == "generator":
+        return HiARM(_build(GeneratorConfig, cfg["generator"]), _build(TokenizerConfig, cfg["tokenizer"]))
+    return Lifter(_build(LifterConfig, cfg))
+
+
+def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """The raw checkpoint payload, validated for format; raises CheckpointError with the reason."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises many types for truncated/garbage files
+        raise CheckpointError(f"{path} is not a readable checkpoint (corrupt or truncated?): {e}") from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is not a hipart-edge checkpoint (missing format tag {FORMAT!r})")
+    if payload.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(
+            f"{path} has checkpoint format version {payload.get('format_version')}, this build reads {FORMAT_VERSION}"
+        )
+    if payload.get("kind") not in KINDS:
+        raise CheckpointError(f"{path} holds an unknown model kind {payload.get('kind')!r}")
+    return payload
+
+
+def load_checkpoint(
+    path: str | os.PathLike, expect_kind: str | None = "hipart", map_location: str | torch.device = "cpu"
+) -> tuple[nn.Module, dict[str, Any]]:
+    """Rebuild the model from its stored config and load its weights -> (model in eval mode, metadata)."""
+    payload = read_checkpoint(path)
+    kind = payload["kind"]
+    if expect_kind is not None and kind != expect_kind:
+        raise CheckpointError(f"{path} holds a {kind!r} checkpoint, expected {expect_kind!r}")
+    try:
+        model = _build_model(kind, payload["config"])
+    except (ValueError, TypeError, KeyError) as e:
+        raise CheckpointError(f"{path}: stored config is invalid for this version: {e}") from None
+    try:
+        model.load_state_dict(payload["state_dict"], strict=True)
+    except RuntimeError as e:
+        msg = str(e).splitlines()[0:3]
+        raise CheckpointError(f"{path}: weights do not match the stored config: {' '.join(msg)}") from None
+    if kind == "hipart":
+        model.sync_codebooks()
+    meta = {k: v for k, v in payload.items() if k != "state_dict"}
+    return model.to(map_location).eval(), meta

@@ -1,0 +1,1 @@
+"""Command-line entry points of the hipart package (thin: parse, call the library, print)."""

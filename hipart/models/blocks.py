@@ -1,0 +1,103 @@
+"""Building blocks shared by the HiPART networks: MLP-Mixer block and pre-norm transformer block."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class Mlp(nn.Module):
+    """Two linear layers with GELU between (transformer/mixer feed-forward)."""
+
+    def __init__(self, dim: int, hidden: int, dropout: float = 0.0, out_dim: int | None = None):
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden)
+        self.fc2 = nn.Linear(hidden, out_dim or dim)
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.drop(self.fc2(self.drop(F.gelu(self.fc1(x)))))
+
+
+class MixerBlock(nn.Module):
+    """MLP-Mixer block over [B, J, C]: token mixing across joints, then channel mixing."""
+
+    def __init__(self, num_tokens: int, dim: int, token_hidden: int, channel_hidden: int, dropout: float = 0.0):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim)
+        self.token_mlp = Mlp(num_tokens, token_hidden, dropout)
+        self.norm2 = nn.LayerNorm(dim)
+        self.channel_mlp = Mlp(dim, channel_hidden, dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.token_mlp(self.norm1(x).transpose(1, 2)).transpose(1, 2)
+        return x + self.channel_mlp(self.norm2(x))
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention with an optional boolean mask and a static KV-cache step."""
+
+    def __init__(self, dim: int, heads: int, dropout: float = 0.0):
+        super().__init__()
+        self.heads = heads
+        self.head_dim = dim // heads
+        self.scale = self.head_dim**-0.5
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.proj = nn.Linear(dim, dim)
+        self.attn_drop = nn.Dropout(dropout)
+        self.proj_drop = nn.Dropout(dropout)
+
+    def _split(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        b, t, _ = x.shape
+        qkv = self.qkv(x).view(b, t, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        return qkv[0], qkv[1], qkv[2]  # each [B, H, T, hd]
+
+    def _attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        scores = (q * self.scale) @ k.transpose(-2, -1)
+        if mask is not None:  # True = may attend
+            scores = scores.masked_fill(~mask, float("-inf"))
+        attn = self.attn_drop(scores.softmax(dim=-1))
+        out = attn @ v  # [B, H, Tq, hd]
+        b, _, t, _ = out.shape
+        return self.proj_drop(self.proj(out.transpose(1, 2).reshape(b, t, self.heads * self.head_dim)))
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        q, k, v = self._split(x)
+        return self._attend(q, k, v, mask)
+
+    def forward_cached(
+        self, x: torch.Tensor, pos: int, cache_k: torch.Tensor, cache_v: torch.Tensor, mask: torch.Tensor
+    ) -> torch.Tensor:
+        """One new token at position `pos`: write its K/V into the static cache, attend over slots <= pos."""
+        q, k, v = self._split(x)  # [B, H, 1, hd]
+        cache_k[:, :, pos : pos + 1] = k
+        cache_v[:, :, pos : pos + 1] = v
+        return self._attend(q, cache_k, cache_v, mask)
+
+
+class TransformerBlock(nn.Module):
+    """Pre-norm transformer block: x + Attn(LN(x)), then x + MLP(LN(x))."""
+
+    def __init__(self, dim: int, heads: int, mlp_ratio: float = 4.0, dropout: float = 0.0):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim)
+        self.attn = Attention(dim, heads, dropout)
+        self.norm2 = nn.LayerNorm(dim)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio), dropout)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        x = x + self.attn(self.norm1(x), mask)
+        return x + self.mlp(self.norm2(x))
+
+    def forward_cached(
+        self, x: torch.Tensor, pos: int, cache_k: torch.Tensor, cache_v: torch.Tensor, mask: torch.Tensor
+    ) -> torch.Tensor:
+        """Cached single-token step (see `Attention.forward_cached`)."""
+        x = x + self.attn.forward_cached(self.norm1(x), pos, cache_k, cache_v, mask)
+        return x + self.mlp(self.norm2(x))
+
+
+def joint_projection(x: torch.Tensor, proj: nn.Linear) -> torch.Tensor:
+    """Apply a Linear along the joint axis of [B, J, C] (J_in -> J_out)."""
+    return proj(x.transpose(1, 2)).transpose(1, 2)
