@@ -29,7 +29,7 @@ class TorchBackend(Backend):
         self.device = device
         self.model = model.to(self._device).eval()
 
-    @torch.inference_mode()
+    @torch.no_grad()  # not inference_mode: the model keeps its KV cache between calls
     def _infer(self, x_s: np.ndarray) -> Result:
         dev = self._device
         x = torch.from_numpy(x_s).to(dev)

@@ -52,7 +52,7 @@ class TritonBackend(TorchBackend):
         super().__init__(model, device, model_hash, min_conf)
         self._kernels = _load_kernels()
 
-    @torch.inference_mode()
+    @torch.no_grad()  # not inference_mode: the model keeps its KV cache between calls
     def _infer(self, x_s: np.ndarray) -> Result:
         dev = self._device
         x = torch.from_numpy(x_s).to(dev)
