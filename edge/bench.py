@@ -101,7 +101,9 @@ def bench_inputs(batch: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     return x.astype(np.float32), np.ones((batch, 17), np.float32)
 
 
-def time_backend(backend: Backend, x: np.ndarray, conf: np.ndarray, iters: int, warmup: int, max_seconds: float) -> tuple[np.ndarray, dict]:
+def time_backend(
+    backend: Backend, x: np.ndarray, conf: np.ndarray, iters: int, warmup: int, max_seconds: float
+) -> tuple[np.ndarray, dict]:
     """Per-call latencies (ms) and per-stage medians for `backend` on fixed inputs."""
     for _ in range(warmup):
         backend.run(x, conf)
@@ -187,8 +189,20 @@ def run_bench(
             med = float(np.median(lat))
             floor = gflop[batch] / peak * 1e3
             report.rows.append(
-                BenchRow(name, batch, len(lat), med, float(np.percentile(lat, 90)), float(np.percentile(lat, 99)),
-                         batch / med * 1e3, stages, rss_mb(), gflop[batch], floor, floor / med * 100)
+                BenchRow(
+                    name,
+                    batch,
+                    len(lat),
+                    med,
+                    float(np.percentile(lat, 90)),
+                    float(np.percentile(lat, 99)),
+                    batch / med * 1e3,
+                    stages,
+                    rss_mb(),
+                    gflop[batch],
+                    floor,
+                    floor / med * 100,
+                )
             )
     ref = {r.batch: r.median_ms for r in report.rows if r.backend == "torch"}
     for r in report.rows:
@@ -229,8 +243,14 @@ def to_markdown(report: BenchReport) -> str:
     return "\n".join(out)
 
 
-def bench_pipeline(loaded: Any, backend: str, source: str | None, detector: str = "blazepose",
-                   artifacts: str | None = None, frames: int = 150) -> dict[str, Any]:
+def bench_pipeline(
+    loaded: Any,
+    backend: str,
+    source: str | None,
+    detector: str = "blazepose",
+    artifacts: str | None = None,
+    frames: int = 150,
+) -> dict[str, Any]:
     """Full video path (decode -> detector -> HiPART -> render + write) on a video; FPS and stage means."""
     import tempfile
 
@@ -248,12 +268,20 @@ def bench_pipeline(loaded: Any, backend: str, source: str | None, detector: str 
         be = create_backend(backend, loaded.model, artifacts, "auto", loaded.model_hash)
         det = create_detector(detector) if not hasattr(src, "frames") else None
         sinks = [VideoSink(Path(tmp) / "out.mp4", src.fps or 30), JsonlSink(Path(tmp) / "out.jsonl")]
-        pipe = Pipeline(src, be, det, sinks, lambda it, ema, fps: render_frame(it, ema, fps, loaded.banner),
-                        max_frames=frames)
+        pipe = Pipeline(
+            src, be, det, sinks, lambda it, ema, fps: render_frame(it, ema, fps, loaded.banner), max_frames=frames
+        )
         st = pipe.run()
         if det is not None:
             det.close()
-    return {"source": source if not source.startswith(tempfile.gettempdir()) else f"synthetic 640x480 clip ({frames} frames)",
-            "detector": detector if det is not None else "none", "backend": backend, "fps": st.fps,
-            "frames": st.frames_out, "stage_ms": {k: v for k, v in st.stage_ms.items() if not k.startswith("hipart.")},
-            "latency_ms": st.latency_ms}
+    return {
+        "source": source
+        if not source.startswith(tempfile.gettempdir())
+        else f"synthetic 640x480 clip ({frames} frames)",
+        "detector": detector if det is not None else "none",
+        "backend": backend,
+        "fps": st.fps,
+        "frames": st.frames_out,
+        "stage_ms": {k: v for k, v in st.stage_ms.items() if not k.startswith("hipart.")},
+        "latency_ms": st.latency_ms,
+    }

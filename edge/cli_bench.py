@@ -24,8 +24,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="hipart-bench", description="Benchmark HiPART backends side by side.")
     p.add_argument("--backends", default="torch,onnxruntime", help=f"comma list from {','.join(BACKENDS)} or 'all'")
     p.add_argument("--batch", type=_ints, default=[1, 8, 64], help="batch sizes, e.g. 1,8,64,256 (default 1,8,64)")
-    p.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "int8"],
-                   help="engine precision for tensorrt (CPU backends run fp32)")
+    p.add_argument(
+        "--precision",
+        default="fp32",
+        choices=["fp32", "fp16", "int8"],
+        help="engine precision for tensorrt (CPU backends run fp32)",
+    )
     p.add_argument("--iters", type=int, default=50, help="timed calls per cell (default 50)")
     p.add_argument("--warmup", type=int, default=5, help="untimed warm-up calls (default 5)")
     p.add_argument("--max-seconds", type=float, default=20.0, help="time cap per cell (default 20 s)")
@@ -34,7 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", default="paper", choices=["paper", "tiny"], help="model size when no checkpoint exists")
     p.add_argument("--device", default="auto", help="cpu or cuda (default auto)")
     p.add_argument("--json", help="also write the report as JSON to this path")
-    p.add_argument("--pipeline", action="store_true", help="also time the full video path (detector + HiPART + outputs)")
+    p.add_argument(
+        "--pipeline", action="store_true", help="also time the full video path (detector + HiPART + outputs)"
+    )
     p.add_argument("--source", help="video for --pipeline (default: a rendered 640x480 synthetic clip)")
     p.add_argument("--frames", type=int, default=150, help="frames for --pipeline (default 150)")
     return p
@@ -64,14 +70,24 @@ def main(argv: list[str] | None = None) -> int:
     print(f"model: {loaded.source} [{loaded.model_hash}]", file=sys.stderr)
     if args.artifacts is None and args.precision != "fp32":
         print(f"note: precision {args.precision} applies to tensorrt engines only", file=sys.stderr)
-    report = run_bench(loaded, names, args.batch, args.iters, args.warmup, args.max_seconds, args.artifacts,
-                       args.device, progress=lambda m: print(m, file=sys.stderr, flush=True))
+    report = run_bench(
+        loaded,
+        names,
+        args.batch,
+        args.iters,
+        args.warmup,
+        args.max_seconds,
+        args.artifacts,
+        args.device,
+        progress=lambda m: print(m, file=sys.stderr, flush=True),
+    )
     report.env["precision"] = args.precision
     if args.pipeline:
         print("pipeline ...", file=sys.stderr, flush=True)
         try:
-            report.pipeline = bench_pipeline(loaded, names[0], args.source, artifacts=args.artifacts,
-                                             frames=args.frames)
+            report.pipeline = bench_pipeline(
+                loaded, names[0], args.source, artifacts=args.artifacts, frames=args.frames
+            )
         except Exception as e:  # report, keep the backend table
             report.skipped["pipeline"] = f"{type(e).__name__}: {e}"
     print(to_markdown(report))

@@ -17,9 +17,12 @@ def build_parser() -> argparse.ArgumentParser:
         description="Real-time HiPART 3D pose: camera, video, image folder, URL or 2D keypoints in; "
         "annotated video and per-frame poses out.",
     )
-    p.add_argument("--source", default="sample",
-                   help="camera index, /dev/videoN, video file, image folder, rtsp/http URL, keypoints .npz/.json, "
-                        "or 'sample' (bundled synthetic walk; default)")
+    p.add_argument(
+        "--source",
+        default="sample",
+        help="camera index, /dev/videoN, video file, image folder, rtsp/http URL, keypoints .npz/.json, "
+        "or 'sample' (bundled synthetic walk; default)",
+    )
     p.add_argument("--backend", default="torch", choices=[*BACKENDS, "auto"], help="HiPART backend (default torch)")
     p.add_argument("--artifacts", help="folder with hipart.onnx / *.engine (default $HIPART_ARTIFACTS or ./artifacts)")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N (default: cuda when available)")

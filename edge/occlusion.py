@@ -43,9 +43,7 @@ def mask_low_confidence(kpts: np.ndarray, conf: np.ndarray, min_conf: float) -> 
     return out
 
 
-def sanitize_keypoints(
-    kpts_px: np.ndarray, conf: np.ndarray, width: int, height: int
-) -> tuple[np.ndarray, np.ndarray]:
+def sanitize_keypoints(kpts_px: np.ndarray, conf: np.ndarray, width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
     """Zero the confidence of NaN/inf and far out-of-frame joints; coordinates made finite."""
     kpts = np.asarray(kpts_px, dtype=np.float32).copy()
     conf = np.asarray(conf, dtype=np.float32).copy()

@@ -66,6 +66,7 @@ class RunStats:
     events: list[str] = field(default_factory=list)
     error: str | None = None
     interrupted: bool = False
+    banner: str | None = None  # set by hipart-run when the weights are untrained
 
     @property
     def fps(self) -> float:

@@ -58,7 +58,9 @@ class _Window:
     """An OpenCV window when a display exists; a no-op (with one notice) otherwise."""
 
     def __init__(self, out: TextIO):
-        self.ok = bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY") or sys.platform in ("win32", "darwin"))
+        self.ok = bool(
+            os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY") or sys.platform in ("win32", "darwin")
+        )
         if not self.ok:
             _say(out, "--show: no display found; running headless (use --save to keep the video)")
 
@@ -84,8 +86,9 @@ class _ShowSink(Sink):
             self.window.show(image)
 
 
-def run_pipeline(opts: RunOptions, out: TextIO = sys.stderr) -> RunStats:
+def run_pipeline(opts: RunOptions, out: TextIO | None = None) -> RunStats:
     """Run `hipart-run` with `opts`; raises RunError when it cannot start, else returns the stats."""
+    out = out or sys.stderr
     sinks: list[Sink] = []
     detector: Detector | None = None
     try:
@@ -141,19 +144,33 @@ def run_pipeline(opts: RunOptions, out: TextIO = sys.stderr) -> RunStats:
                 return
             of = f"/{total}" if total else ""
             n = 0 if item.result is None else len(item.result)
-            line = (f"frame {st.frames_out}{of}  persons {n}  dropped {st.dropped}  "
-                    f"hipart {item.timings.get('hipart', 0):6.1f} ms  {pipe._fps():5.1f} FPS")
+            line = (
+                f"frame {st.frames_out}{of}  persons {n}  dropped {st.dropped}  "
+                f"hipart {item.timings.get('hipart', 0):6.1f} ms  {pipe._fps():5.1f} FPS"
+            )
             print("\r" + line if tty else line, end="" if tty else "\n", file=out, flush=True)
 
-        _say(out, f"source: {source.name} ({'live' if source.live else 'file'}"
-             f"{f', {source.total} frames' if source.total else ''})  backend: {backend.name} on {backend.device}  "
-             f"model: {loaded.source} [{loaded.model_hash}]  detector: "
-             f"{detector.name if detector else 'none (pre-extracted keypoints)'}")
+        _say(
+            out,
+            f"source: {source.name} ({'live' if source.live else 'file'}"
+            f"{f', {source.total} frames' if source.total else ''})  backend: {backend.name} on {backend.device}  "
+            f"model: {loaded.source} [{loaded.model_hash}]  detector: "
+            f"{detector.name if detector else 'none (pre-extracted keypoints)'}",
+        )
         pipe = Pipeline(
-            source, backend, detector, sinks, render if draw else None,
-            PoseSmoother() if opts.smooth else None, opts.min_conf, opts.queue_size, progress, opts.max_frames,
+            source,
+            backend,
+            detector,
+            sinks,
+            render if draw else None,
+            PoseSmoother() if opts.smooth else None,
+            opts.min_conf,
+            opts.queue_size,
+            progress,
+            opts.max_frames,
         )
         stats = pipe.run()
+        stats.banner = loaded.banner
         if not opts.quiet and tty:
             print(file=out)
         return stats
@@ -174,8 +191,13 @@ def summary(stats: RunStats, opts: RunOptions) -> str:
         f"frames: {stats.frames_in} read, {stats.frames_out} written, {stats.dropped} dropped (live), "
         f"{stats.corrupt} corrupt, {stats.failed} failed; persons lifted: {stats.persons}",
         f"throughput: {stats.fps:.1f} FPS over {stats.wall_s:.1f} s; latency capture->written: "
-        + (f"median {stats.latency_ms['median']:.0f} ms, p90 {stats.latency_ms['p90']:.0f} ms" if stats.latency_ms else "n/a"),
-        "stage means (ms): " + ", ".join(f"{k} {v:.1f}" for k, v in stats.stage_ms.items() if not k.startswith("hipart.")),
+        + (
+            f"median {stats.latency_ms['median']:.0f} ms, p90 {stats.latency_ms['p90']:.0f} ms"
+            if stats.latency_ms
+            else "n/a"
+        ),
+        "stage means (ms): "
+        + ", ".join(f"{k} {v:.1f}" for k, v in stats.stage_ms.items() if not k.startswith("hipart.")),
     ]
     sub = {k[7:]: v for k, v in stats.stage_ms.items() if k.startswith("hipart.")}
     if sub:
@@ -188,4 +210,6 @@ def summary(stats: RunStats, opts: RunOptions) -> str:
         lines.append("interrupted: outputs flushed and closed")
     if stats.error:
         lines.append(f"stopped: {stats.error}")
+    if stats.banner:
+        lines.append(f"NOTE: {stats.banner}")
     return "\n".join(lines)

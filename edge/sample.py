@@ -18,9 +18,23 @@ from hipart import skeleton
 # Rest pose offsets of each joint from its parent (metres, camera frame: x right, y down, z forward).
 _OFFSETS = np.array(
     [
-        [0, 0, 0], [-0.12, 0, 0], [0, 0.45, 0], [0, 0.44, 0], [0.12, 0, 0], [0, 0.45, 0], [0, 0.44, 0],
-        [0, -0.23, 0], [0, -0.25, 0], [0, -0.12, 0], [0, -0.12, 0], [0.18, 0.02, 0], [0.06, 0.27, 0],
-        [0, 0.25, 0], [-0.18, 0.02, 0], [-0.06, 0.27, 0], [0, 0.25, 0],
+        [0, 0, 0],
+        [-0.12, 0, 0],
+        [0, 0.45, 0],
+        [0, 0.44, 0],
+        [0.12, 0, 0],
+        [0, 0.45, 0],
+        [0, 0.44, 0],
+        [0, -0.23, 0],
+        [0, -0.25, 0],
+        [0, -0.12, 0],
+        [0, -0.12, 0],
+        [0.18, 0.02, 0],
+        [0.06, 0.27, 0],
+        [0, 0.25, 0],
+        [-0.18, 0.02, 0],
+        [-0.06, 0.27, 0],
+        [0, 0.25, 0],
     ],
     np.float32,
 )
@@ -43,8 +57,12 @@ def walk_3d(frames: int = 90, fps: float = FPS) -> np.ndarray:
     for t in range(frames):
         ph = 2 * math.pi * 1.0 * t / fps  # one stride per second
         swing = {1: 0.45 * math.sin(ph), 4: -0.45 * math.sin(ph), 11: -0.5 * math.sin(ph), 14: 0.5 * math.sin(ph)}
-        bend = {2: 0.7 * max(0.0, math.sin(ph + 1.2)), 5: 0.7 * max(0.0, math.sin(ph + 1.2 + math.pi)),
-                12: -0.4 - 0.2 * math.sin(ph), 15: -0.4 + 0.2 * math.sin(ph)}
+        bend = {
+            2: 0.7 * max(0.0, math.sin(ph + 1.2)),
+            5: 0.7 * max(0.0, math.sin(ph + 1.2 + math.pi)),
+            12: -0.4 - 0.2 * math.sin(ph),
+            15: -0.4 + 0.2 * math.sin(ph),
+        }
         rots = [np.eye(3, dtype=np.float32)] * 17
         pos = np.zeros((17, 3), np.float32)
         for j in range(17):

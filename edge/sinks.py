@@ -115,7 +115,13 @@ class NpzSink(Sink):
                         cols[k].append(person[k])
                     tok_s.append(person["tokens"]["sparse"])
                     tok_d.append(person["tokens"]["dense"])
-        shapes = {"keypoints_2d": (17, 2), "confidence": (17,), "dense_2d": (48, 2), "fine_2d": (96, 2), "pose_3d": (17, 3)}
+        shapes = {
+            "keypoints_2d": (17, 2),
+            "confidence": (17,),
+            "dense_2d": (48, 2),
+            "fine_2d": (96, 2),
+            "pose_3d": (17, 3),
+        }
         arrays = {k: np.asarray(v, np.float32).reshape(-1, *shapes[k]) for k, v in cols.items()}
         arrays.update(
             frame=np.asarray(frames, np.int64),

@@ -78,7 +78,9 @@ class OnnxRuntimeBackend(Backend):
                 self.sessions[name] = ort.InferenceSession(str(f), sess_options=opts, providers=providers)
             except Exception as e:  # InvalidProtobuf, Fail, NoSuchFile, ... all mean the same to a user
                 first = str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
-                raise BackendError(f"onnxruntime backend: cannot load {f} (corrupt or not an ONNX model?): {first}") from None
+                raise BackendError(
+                    f"onnxruntime backend: cannot load {f} (corrupt or not an ONNX model?): {first}"
+                ) from None
         self.files = files
         self.artifact_hash = self._read_sidecar_hash(files)
 

@@ -171,8 +171,8 @@ def check_engine_sidecar(engine_path: Path, trt_version: str, gpu_name: str | No
     want_cc = meta.get("compute_capability")
     if capability and want_cc and str(want_cc) != str(capability):
         raise BackendError(
-            f"tensorrt backend: {engine_path.name} was built for {meta.get('gpu_name', '?')} (sm {want_cc}), this GPU is "
-            f"{gpu_name} (sm {capability}); rebuild it here with `hipart-export`"
+            f"tensorrt backend: {engine_path.name} was built for {meta.get('gpu_name', '?')} (sm {want_cc}), "
+            f"this GPU is {gpu_name} (sm {capability}); rebuild it here with `hipart-export`"
         )
     return meta
 
@@ -280,5 +280,10 @@ class TensorRTBackend(Backend):
 
     def info(self) -> dict[str, Any]:
         """Adds the TensorRT version, engine file, sidecar metadata and buffer provider."""
-        return {**super().info(), "tensorrt": self.trt.__version__, "engine": str(self.path),
-                "buffers": self.mem.name, "engine_meta": self.meta}
+        return {
+            **super().info(),
+            "tensorrt": self.trt.__version__,
+            "engine": str(self.path),
+            "buffers": self.mem.name,
+            "engine_meta": self.meta,
+        }

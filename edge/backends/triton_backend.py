@@ -45,7 +45,9 @@ class TritonBackend(TorchBackend):
             return False, str(e)
         return True, ""
 
-    def __init__(self, model: torch.nn.Module, device: str = "cuda", model_hash: str = "unknown", min_conf: float = 0.3):
+    def __init__(
+        self, model: torch.nn.Module, device: str = "cuda", model_hash: str = "unknown", min_conf: float = 0.3
+    ):
         ok, why = self.availability()
         if not ok:
             raise BackendUnavailable(why)

@@ -55,9 +55,9 @@ class BlazePoseDetector(Detector):
             return Detections.none()
         lms = res.pose_landmarks.landmark
         pts = np.array([[lm.x * w, lm.y * h] for lm in lms], np.float32)[None]
-        vis = np.array(
-            [lm.visibility * (lm.presence if lm.HasField("presence") else 1.0) for lm in lms], np.float32
-        )[None]
+        vis = np.array([lm.visibility * (lm.presence if lm.HasField("presence") else 1.0) for lm in lms], np.float32)[
+            None
+        ]
         k, c = blazepose_to_h36m(pts, vis)
         return Detections(k, c)
 

@@ -91,8 +91,13 @@ class _StandIn(torch.nn.Module):
     def forward(self, x_s):
         z = x_s.flatten(1)
         tok = self.t(z).reshape(-1, 64, 8).argmax(-1)
-        return (self.d(z).reshape(-1, 48, 2), self.f(z).reshape(-1, 96, 2), self.p(z).reshape(-1, 17, 3),
-                tok[:, :16], tok[:, 16:])
+        return (
+            self.d(z).reshape(-1, 48, 2),
+            self.f(z).reshape(-1, 96, 2),
+            self.p(z).reshape(-1, 17, 3),
+            tok[:, :16],
+            tok[:, 16:],
+        )
 
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")
@@ -100,9 +105,16 @@ def test_onnxruntime_backend_plumbing_with_stand_in_model(tmp_path):
     pytest.importorskip("onnxruntime")
     pytest.importorskip("onnx")
     m = _StandIn().eval()
-    torch.onnx.export(m, (torch.zeros(2, 17, 2),), tmp_path / "hipart.onnx", dynamo=False, opset_version=17,
-                      input_names=["x_s"], output_names=["dense", "fine", "pose3d", "q_s", "q_d"],
-                      dynamic_axes={"x_s": {0: "B"}})
+    torch.onnx.export(
+        m,
+        (torch.zeros(2, 17, 2),),
+        tmp_path / "hipart.onnx",
+        dynamo=False,
+        opset_version=17,
+        input_names=["x_s"],
+        output_names=["dense", "fine", "pose3d", "q_s", "q_d"],
+        dynamic_axes={"x_s": {0: "B"}},
+    )
     be = create_backend("onnxruntime", artifacts=tmp_path, device="cpu")
     x, conf = bench_inputs(3, seed=3)
     res = be.run(x, conf)
