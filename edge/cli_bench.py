@@ -37,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", help="HiPART checkpoint (default bundled; random weights if none)")
     p.add_argument("--config", default="paper", choices=["paper", "tiny"], help="model size when no checkpoint exists")
     p.add_argument("--device", default="auto", help="cpu or cuda (default auto)")
+    p.add_argument("--threads", type=int, help="CPU threads for torch and onnxruntime (default: all cores)")
     p.add_argument("--json", help="also write the report as JSON to this path")
     p.add_argument(
         "--pipeline", action="store_true", help="also time the full video path (detector + HiPART + outputs)"
@@ -53,6 +54,10 @@ def main(argv: list[str] | None = None) -> int:
     from edge.sinks import SinkError, check_writable
     from edge.weights import load_model
 
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     names = list(BACKENDS) if args.backends == "all" else [b.strip() for b in args.backends.split(",") if b.strip()]
     bad = [b for b in names if b not in BACKENDS]
     if bad:
@@ -80,6 +85,7 @@ def main(argv: list[str] | None = None) -> int:
         args.artifacts,
         args.device,
         progress=lambda m: print(m, file=sys.stderr, flush=True),
+        threads=args.threads,
     )
     report.env["precision"] = args.precision
     if args.pipeline:

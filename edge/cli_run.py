@@ -40,6 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--queue-size", type=int, default=4, help="bounded queue length between stages (default 4)")
     p.add_argument("--max-frames", type=int, help="stop after this many frames")
     p.add_argument("--loop", action="store_true", help="loop a file source (soak tests)")
+    p.add_argument("--duration", type=float, help="stop after this many seconds (soak tests)")
+    p.add_argument("--threads", type=int, help="CPU threads for torch / onnxruntime (default: all cores)")
     p.add_argument("--quiet", action="store_true", help="no per-frame progress")
     return p
 

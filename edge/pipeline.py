@@ -124,11 +124,12 @@ class Pipeline:
         queue_size: int = 4,
         on_frame: Callable[[Item, RunStats], None] | None = None,
         max_frames: int | None = None,
+        max_seconds: float | None = None,
     ):
         self.source, self.backend, self.detector = source, backend, detector
         self.sinks = sinks or []
         self.render, self.smoothing, self.min_conf = render, smoothing, min_conf
-        self.on_frame, self.max_frames = on_frame, max_frames
+        self.on_frame, self.max_frames, self.max_seconds = on_frame, max_frames, max_seconds
         self.stats = RunStats()
         self._stop = threading.Event()  # stop capturing (Ctrl-C, error, max_frames)
         self._abort = threading.Event()  # stop everything now (a sink failed)
@@ -137,7 +138,7 @@ class Pipeline:
         self._lock = threading.Lock()
         self._ema: dict[str, float] = {}
         self._fps_times: deque[float] = deque(maxlen=30)
-        self._latencies: list[float] = []
+        self._latencies: deque[float] = deque(maxlen=20000)  # bounded: runs may last for days
         self._stage_sum: dict[str, float] = {}
         self._fail_streak = 0
 
@@ -160,8 +161,11 @@ class Pipeline:
     # -- stages ------------------------------------------------------------------------------
     def _capture(self) -> None:
         out = self._q[0]
+        deadline = None if self.max_seconds is None else time.perf_counter() + self.max_seconds
         try:
             while not self._stop.is_set():
+                if deadline is not None and time.perf_counter() > deadline:
+                    break
                 t0 = time.perf_counter()
                 try:
                     frame = self.source.read()

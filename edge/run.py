@@ -48,6 +48,8 @@ class RunOptions:
     max_frames: int | None = None
     loop: bool = False
     quiet: bool = False
+    threads: int | None = None
+    duration: float | None = None
 
 
 def _say(out: TextIO, msg: str) -> None:
@@ -112,8 +114,14 @@ def run_pipeline(opts: RunOptions, out: TextIO | None = None) -> RunStats:
         if name == "auto":
             name, why = resolve_auto(opts.artifacts)
             _say(out, why)
+        if opts.threads:
+            import torch
+
+            torch.set_num_threads(opts.threads)
         try:
-            backend = create_backend(name, loaded.model, opts.artifacts, opts.device, loaded.model_hash, opts.min_conf)
+            backend = create_backend(
+                name, loaded.model, opts.artifacts, opts.device, loaded.model_hash, opts.min_conf, opts.threads
+            )
         except (BackendError, ValueError) as e:
             raise RunError(str(e)) from None
         needs_detector = not (hasattr(source, "frames") and getattr(source, "format", None))
@@ -168,6 +176,7 @@ def run_pipeline(opts: RunOptions, out: TextIO | None = None) -> RunStats:
             opts.queue_size,
             progress,
             opts.max_frames,
+            opts.duration,
         )
         stats = pipe.run()
         stats.banner = loaded.banner

