@@ -1,8 +1,9 @@
 """A synthetic sample: a procedurally generated walk (3D), its 2D projection, and a rendered clip.
 
-Used as the bundled default input until the data issue ships a real sample video: the keypoints
-file `assets/sample_walk.npz` drives detector-free runs; `render_clip` draws a filled figure at
-640x480 for pipeline timing and tests. Regenerate with `python -m edge.sample`.
+Used as the bundled input until the data issue ships a real sample video: `assets/sample_walk.npz`
+(2D keypoints, `--source sample`, the default) drives detector-free runs; `assets/sample_walk.mp4`
+(`--source sample-video`) is the walk drawn as a filled figure at 640x480, which BlazePose detects,
+for the full video path. Regenerate both with `python -m edge.sample`.
 """
 
 from __future__ import annotations
@@ -123,5 +124,6 @@ def render_clip(path: str | os.PathLike, frames: int = 90, fps: float = FPS) -> 
 
 
 if __name__ == "__main__":
-    out = make_sample(Path(__file__).resolve().parent / "assets" / "sample_walk.npz")
-    print(f"wrote {out}")
+    assets = Path(__file__).resolve().parent / "assets"
+    print(f"wrote {make_sample(assets / 'sample_walk.npz')}")
+    print(f"wrote {render_clip(assets / 'sample_walk.mp4')}")

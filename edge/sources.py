@@ -26,7 +26,8 @@ log = logging.getLogger("hipart.edge")
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 KEYPOINT_EXTENSIONS = (".npz", ".json")
 STREAM_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://", "tcp://")
-SAMPLE_NAME = "sample"
+SAMPLE_NAME = "sample"  # bundled synthetic walk as 2D keypoints (no detector needed)
+SAMPLE_VIDEO_NAME = "sample-video"  # the same walk rendered as a 640x480 video (goes through the detector)
 
 
 class SourceError(RuntimeError):
@@ -340,9 +341,9 @@ class KeypointSource(Source):
         return f
 
 
-def sample_path() -> Path:
-    """The bundled synthetic sample (2D keypoints of a procedurally generated walk)."""
-    return Path(__file__).resolve().parent / "assets" / "sample_walk.npz"
+def sample_path(video: bool = False) -> Path:
+    """The bundled synthetic sample: 2D keypoints of a procedural walk (.npz) or its rendered clip (.mp4)."""
+    return Path(__file__).resolve().parent / "assets" / ("sample_walk.mp4" if video else "sample_walk.npz")
 
 
 def open_source(
@@ -350,11 +351,11 @@ def open_source(
 ) -> Source:
     """Open a source from its command-line form: camera index, /dev/video*, URL, folder, video or keypoint file."""
     s = str(spec).strip()
-    if s == SAMPLE_NAME:
-        p = sample_path()
+    if s in (SAMPLE_NAME, SAMPLE_VIDEO_NAME):
+        p = sample_path(video=s == SAMPLE_VIDEO_NAME)
         if not p.is_file():
-            raise SourceError(f"the bundled sample {p} is missing (reinstall hipart-edge)")
-        return KeypointSource(p, keypoint_format, loop)
+            raise SourceError(f"the bundled sample {p} is missing (regenerate: python -m edge.sample)")
+        return VideoFileSource(p, loop) if p.suffix == ".mp4" else KeypointSource(p, keypoint_format, loop)
     if re.fullmatch(r"\d+", s) or s.startswith("/dev/video"):
         cv2 = _cv2()
         dev: int | str = int(s) if s.isdigit() else s
