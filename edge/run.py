@@ -124,6 +124,13 @@ def run_pipeline(opts: RunOptions, out: TextIO | None = None) -> RunStats:
             )
         except (BackendError, ValueError) as e:
             raise RunError(str(e)) from None
+        art_hash = getattr(backend, "artifact_hash", None)
+        if art_hash and art_hash != loaded.model_hash:
+            _say(
+                out,
+                f"WARNING: the {backend.name} artifacts were exported from model {art_hash}, but the "
+                f"checkpoint in use is {loaded.model_hash}; 3D output follows the artifacts",
+            )
         needs_detector = not (hasattr(source, "frames") and getattr(source, "format", None))
         if needs_detector:
             try:

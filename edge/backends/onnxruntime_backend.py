@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from pathlib import Path
@@ -82,15 +81,15 @@ class OnnxRuntimeBackend(Backend):
                     f"onnxruntime backend: cannot load {f} (corrupt or not an ONNX model?): {first}"
                 ) from None
         self.files = files
-        self.artifact_hash = self._read_sidecar_hash(files)
+        self.artifact_hash = self._artifact_hash()
 
-    @staticmethod
-    def _read_sidecar_hash(files: dict[str, Path]) -> str | None:
-        side = next(iter(files.values())).with_suffix(".json")
-        try:
-            return json.loads(side.read_text()).get("model_hash")
-        except (OSError, ValueError, AttributeError):
-            return None
+    def _artifact_hash(self) -> str | None:
+        """The model hash hipart-export wrote into the ONNX metadata (`hipart.model_hash`), if any."""
+        for sess in self.sessions.values():
+            h = sess.get_modelmeta().custom_metadata_map.get("hipart.model_hash")
+            if h:
+                return h
+        return None
 
     @staticmethod
     def _outputs(sess: Any, values: list[np.ndarray]) -> dict[str, np.ndarray]:
@@ -140,4 +139,5 @@ class OnnxRuntimeBackend(Backend):
             "onnxruntime": self._ort.__version__,
             "providers": s.get_providers(),
             "artifacts": {k: str(v) for k, v in self.files.items()},
+            "artifact_model_hash": self.artifact_hash,
         }
