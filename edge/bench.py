@@ -167,6 +167,7 @@ def run_bench(
     device: str = "auto",
     progress: Any = None,
     threads: int | None = None,
+    precision: str | None = None,
 ) -> BenchReport:
     """Benchmark `backends` x `batches` on identical inputs; unavailable backends are listed with the reason."""
     peak = peak_matmul_gflops()
@@ -181,7 +182,9 @@ def run_bench(
             report.skipped[name] = why
             continue
         try:
-            built[name] = create_backend(name, loaded.model, artifacts, device, loaded.model_hash, threads=threads)
+            built[name] = create_backend(
+                name, loaded.model, artifacts, device, loaded.model_hash, threads=threads, precision=precision
+            )
         except BackendError as e:
             report.skipped[name] = str(e)
     for batch in batches:

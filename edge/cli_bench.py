@@ -86,6 +86,7 @@ def main(argv: list[str] | None = None) -> int:
         args.device,
         progress=lambda m: print(m, file=sys.stderr, flush=True),
         threads=args.threads,
+        precision=None if args.precision == "fp32" else args.precision,
     )
     report.env["precision"] = args.precision
     if args.pipeline:

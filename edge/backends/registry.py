@@ -83,6 +83,7 @@ def create_backend(
     model_hash: str = "unknown",
     min_conf: float = 0.3,
     threads: int | None = None,
+    precision: str | None = None,
 ) -> Backend:
     """Build a backend by name ('auto' resolves first); raises BackendError/BackendUnavailable with a reason."""
     if name == "auto":
@@ -111,4 +112,4 @@ def create_backend(
     ok, why = TensorRTBackend.availability()
     if not ok:
         raise BackendUnavailable(why)
-    return TensorRTBackend(art, model_hash=model_hash, min_conf=min_conf)
+    return TensorRTBackend(art, model_hash=model_hash, min_conf=min_conf, precision=precision)

@@ -205,15 +205,22 @@ class TensorRTBackend(Backend):
             return False, "tensorrt backend: no CUDA device visible"
         return True, ""
 
-    def __init__(self, engine: str | os.PathLike, model_hash: str = "unknown", min_conf: float = 0.3):
+    def __init__(
+        self,
+        engine: str | os.PathLike,
+        model_hash: str = "unknown",
+        min_conf: float = 0.3,
+        precision: str | None = None,
+    ):
         super().__init__(model_hash, min_conf)
         trt = _import_trt()
         self.trt = trt
         path = Path(engine)
         if path.is_dir():
-            engines = sorted(path.glob("*.engine"))
+            engines = sorted(path.glob(f"*{precision}*.engine" if precision else "*.engine"))
             if not engines:
-                raise BackendError(f"tensorrt backend: no .engine file in {path}; build one with `hipart-export`")
+                what = f"{precision} .engine" if precision else ".engine"
+                raise BackendError(f"tensorrt backend: no {what} file in {path}; build one with `hipart-export`")
             path = engines[0]
         if not path.is_file():
             raise BackendError(f"tensorrt backend: engine not found: {path}")

@@ -239,3 +239,26 @@ def test_cli_bad_inputs_give_clear_messages_and_keep_files(tmp_path, capsys):
     assert rc == 2 and "cannot load the model" in capsys.readouterr().err
     with pytest.raises(RunError, match="no hipart.onnx"):
         run_pipeline(RunOptions(config="tiny", backend="onnxruntime", artifacts=str(tmp_path), max_frames=1))
+
+
+def test_ctrl_c_flushes_outputs_and_exits_130(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    out, vid = tmp_path / "o.jsonl", tmp_path / "o.mp4"
+    cmd = [sys.executable, "-m", "edge.cli_run", "--config", "tiny", "--loop", "--quiet", "--poses", str(out)]
+    proc = subprocess.Popen([*cmd, "--save", str(vid)], stderr=subprocess.PIPE, text=True, env=os.environ.copy())
+    try:
+        deadline = time.time() + 60
+        while time.time() < deadline and (not out.exists() or len(out.read_text().splitlines()) < 3):
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err
+    assert "interrupted: outputs flushed and closed" in err
+    n = len(_lines(out))  # every line parses: nothing half-written
+    assert n >= 3 and _video_frames(vid) == n
