@@ -81,6 +81,15 @@ class _Stage(queue.Queue):
         super().__init__(maxsize=size)
         self.drop_oldest, self.on_drop = drop_oldest, on_drop
 
+    def pop(self, abort: threading.Event) -> Any:
+        """Next item; the end marker once the run is aborted (so no worker blocks forever)."""
+        while not abort.is_set():
+            try:
+                return self.get(timeout=0.1)
+            except queue.Empty:
+                continue
+        return _END
+
     def push(self, item: Any, stop: threading.Event) -> None:
         if item is _END:  # the end marker is never dropped
             while True:
@@ -90,6 +99,8 @@ class _Stage(queue.Queue):
                 except queue.Full:
                     if self.drop_oldest:
                         self._drop_one()
+                    elif stop.is_set():  # aborted: nobody will read it
+                        return
         while not stop.is_set():
             try:
                 self.put(item, timeout=0.05)
@@ -189,7 +200,7 @@ class Pipeline:
 
     def _detect(self) -> None:
         inp, out = self._q[0], self._q[1]
-        while (item := inp.get()) is not _END:
+        while (item := inp.pop(self._abort)) is not _END:
             f = item.frame
             t0 = time.perf_counter()
             try:
@@ -207,6 +218,8 @@ class Pipeline:
                 keep = usable_persons(c, self.min_conf)
                 item.dropped_persons = int((~keep).sum())
                 item.kpts, item.conf = k[keep], c[keep]
+                if self.detector is not None and f.keypoints is None and f.status == "ok":
+                    self._fail_streak = 0
             except Exception as e:  # a detector crash on one frame must not end the run
                 self._fail(item, "detect", e)
             item.timings["detect"] = (time.perf_counter() - t0) * 1e3
@@ -215,7 +228,7 @@ class Pipeline:
 
     def _lift(self) -> None:
         inp, out = self._q[1], self._q[2]
-        while (item := inp.get()) is not _END:
+        while (item := inp.pop(self._abort)) is not _END:
             t0 = time.perf_counter()
             f = item.frame
             if item.kpts is not None and len(item.kpts) and item.status == "ok":
@@ -279,6 +292,14 @@ class Pipeline:
             for name, fn in (("capture", self._capture), ("detect", self._detect), ("lift", self._lift))
         ]
         t_start = time.perf_counter()
+        try:
+            for s in self.sinks:
+                s.start()
+        except Exception as e:
+            self.stats.error = f"cannot open outputs: {e}"
+            self.source.close()
+            self._finish(t_start)
+            return self.stats
         for t in threads:
             t.start()
         try:

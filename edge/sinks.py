@@ -39,9 +39,16 @@ def check_writable(path: str | os.PathLike) -> Path:
 
 
 class Sink:
-    """Base class: `write(record, image)` per frame, then `close()`; `path` is the final output."""
+    """Base class: `start()` when the run begins, `write(record, image)` per frame, then `close()`.
+
+    Constructing a sink only checks its path, so a run that fails before its first frame never
+    truncates an existing output.
+    """
 
     path: Path
+
+    def start(self) -> None:
+        """Open the output (called by the pipeline when the run begins)."""
 
     def write(self, record: dict[str, Any], image: np.ndarray | None = None) -> None:
         raise NotImplementedError
@@ -55,21 +62,33 @@ class JsonlSink(Sink):
 
     def __init__(self, path: str | os.PathLike):
         self.path = check_writable(path)
-        try:
-            self._f = open(self.path, "w", encoding="utf-8")  # noqa: SIM115 (closed in close())
-        except OSError as e:
-            raise SinkError(f"cannot write output {self.path}: {e.strerror}") from None
+        self._f: Any = None
         self.count = 0
+
+    def start(self) -> None:
+        """Create (truncate) the file."""
+        if self._f is None:
+            try:
+                self._f = open(self.path, "w", encoding="utf-8")  # noqa: SIM115 (closed in close())
+            except OSError as e:
+                raise SinkError(f"cannot write output {self.path}: {e.strerror}") from None
 
     def write(self, record: dict[str, Any], image: np.ndarray | None = None) -> None:
         """Append one line and flush it to the OS."""
+        if self._f is None:
+            self.start()
         self._f.write(json.dumps(record, separators=(",", ":"), allow_nan=False) + "\n")
         self._f.flush()
         self.count += 1
 
+    @property
+    def closed(self) -> bool:
+        """True once closed (or never started)."""
+        return self._f is None or self._f.closed
+
     def close(self) -> None:
         """Close the file (idempotent)."""
-        if not self._f.closed:
+        if not self.closed:
             self._f.flush()
             os.fsync(self._f.fileno())
             self._f.close()
@@ -90,6 +109,10 @@ class NpzSink(Sink):
         self.journal = JsonlSink(self.path.with_name(self.path.name + ".partial.jsonl"))
         self.count = 0
 
+    def start(self) -> None:
+        """Create the journal."""
+        self.journal.start()
+
     def write(self, record: dict[str, Any], image: np.ndarray | None = None) -> None:
         """Append the frame to the journal."""
         self.journal.write(record)
@@ -97,7 +120,7 @@ class NpzSink(Sink):
 
     def close(self) -> None:
         """Build the .npz from the journal (temp file + rename), then delete the journal."""
-        if self.journal._f.closed:
+        if self.journal.closed:
             return
         self.journal.close()
         frames, stamps, status, person_frame = [], [], [], []

@@ -262,3 +262,29 @@ def test_ctrl_c_flushes_outputs_and_exits_130(tmp_path):
     assert "interrupted: outputs flushed and closed" in err
     n = len(_lines(out))  # every line parses: nothing half-written
     assert n >= 3 and _video_frames(vid) == n
+
+
+def test_failed_start_never_truncates_existing_outputs(tmp_path, capsys):
+    old_j, old_n = tmp_path / "old.jsonl", tmp_path / "old.npz"
+    old_j.write_text('{"frame": 0}\n')
+    old_n.write_bytes(b"previous results")
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"corrupt checkpoint")
+    rc = cli_run.main(["--checkpoint", str(bad), "--poses", str(old_j), "--poses", str(old_n)])
+    assert rc == 2 and "cannot load the model" in capsys.readouterr().err
+    assert old_j.read_text() == '{"frame": 0}\n' and old_n.read_bytes() == b"previous results"
+    assert not (tmp_path / "old.npz.partial.jsonl").exists()
+
+
+def test_sink_failure_mid_run_stops_cleanly(tmp_path, walk_px, torch_backend):
+    class Full(JsonlSink):
+        def write(self, record, image=None):
+            if record["frame"] == 2:
+                raise OSError(28, "No space left on device")
+            super().write(record, image)
+
+    np.savez(tmp_path / "k.npz", keypoints=walk_px, format="h36m17")
+    sink = Full(tmp_path / "o.jsonl")
+    st = Pipeline(open_source(str(tmp_path / "k.npz")), torch_backend, None, [sink], queue_size=1).run()
+    assert "No space left" in st.error and st.frames_out == 2
+    assert len(_lines(tmp_path / "o.jsonl")) == 2 and sink.closed
