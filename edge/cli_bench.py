@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -50,6 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point: prints the Markdown table; exit 2 on bad arguments or model."""
     args = build_parser().parse_args(argv)
+    os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")  # OpenCV's own warnings; ours are clearer
     from edge.bench import bench_pipeline, run_bench, to_markdown
     from edge.sinks import SinkError, check_writable
     from edge.weights import load_model

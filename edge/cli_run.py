@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 
 from edge.backends import BACKENDS
@@ -49,6 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point; exit 0 ok, 1 run stopped by an error (outputs kept), 2 cannot start, 130 Ctrl-C."""
     args = build_parser().parse_args(argv)
+    os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")  # OpenCV's own warnings; ours are clearer
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
     opts = RunOptions(**{k: v for k, v in vars(args).items()})
     try:

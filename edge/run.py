@@ -204,7 +204,8 @@ def run_pipeline(opts: RunOptions, out: TextIO | None = None) -> RunStats:
 def summary(stats: RunStats, opts: RunOptions) -> str:
     """The closing report: counts, FPS, per-stage latency, events, outputs."""
     lines = [
-        f"frames: {stats.frames_in} read, {stats.frames_out} written, {stats.dropped} dropped (live), "
+        f"frames: {stats.frames_in} read, {stats.frames_out} written, {stats.dropped} dropped"
+        f"{' (live source fell behind: oldest frames dropped)' if stats.dropped else ''}, "
         f"{stats.corrupt} corrupt, {stats.failed} failed; persons lifted: {stats.persons}",
         f"throughput: {stats.fps:.1f} FPS over {stats.wall_s:.1f} s; latency capture->written: "
         + (

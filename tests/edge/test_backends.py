@@ -124,6 +124,7 @@ def test_onnxruntime_backend_plumbing_with_stand_in_model(tmp_path):
     np.testing.assert_allclose(res.pose3d, p.numpy(), atol=ATOL)
     assert res.fine.shape == (3, 96, 2) and "hipart" in res.timings
     assert be.info()["providers"] == ["CPUExecutionProvider"]
+    assert resolve_auto(tmp_path)[0] == "onnxruntime"  # artifacts present: auto prefers onnxruntime over torch
 
 
 def test_corrupt_onnx_file_is_a_clear_error(tmp_path):
