@@ -223,6 +223,8 @@ def summary(stats: RunStats, opts: RunOptions) -> str:
     outs = ([opts.save] if opts.save else []) + list(opts.poses)
     if outs:
         lines.append("wrote: " + ", ".join(outs))
+    else:
+        lines.append("no outputs requested: add --save out.mp4 and/or --poses out.jsonl to keep the results")
     if stats.interrupted:
         lines.append("interrupted: outputs flushed and closed")
     if stats.error:
