@@ -114,13 +114,17 @@ def run_pipeline(opts: RunOptions, out: TextIO | None = None) -> RunStats:
         if name == "auto":
             name, why = resolve_auto(opts.artifacts)
             _say(out, why)
-        if opts.threads:
+        needs_detector = not (hasattr(source, "frames") and getattr(source, "format", None))
+        # Detector and HiPART run concurrently: by default HiPART gets half the cores, the detector the rest
+        # (measured on 2 cores: 10.2 FPS with 1 thread each vs 6.5 FPS when both ask for every core).
+        threads = opts.threads or (max(1, (os.cpu_count() or 2) // 2) if needs_detector else None)
+        if threads:
             import torch
 
-            torch.set_num_threads(opts.threads)
+            torch.set_num_threads(threads)
         try:
             backend = create_backend(
-                name, loaded.model, opts.artifacts, opts.device, loaded.model_hash, opts.min_conf, opts.threads
+                name, loaded.model, opts.artifacts, opts.device, loaded.model_hash, opts.min_conf, threads
             )
         except (BackendError, ValueError) as e:
             raise RunError(str(e)) from None
@@ -131,7 +135,6 @@ def run_pipeline(opts: RunOptions, out: TextIO | None = None) -> RunStats:
                 f"WARNING: the {backend.name} artifacts were exported from model {art_hash}, but the "
                 f"checkpoint in use is {loaded.model_hash}; 3D output follows the artifacts",
             )
-        needs_detector = not (hasattr(source, "frames") and getattr(source, "format", None))
         if needs_detector:
             try:
                 kw = {"layout": opts.detector_layout} if opts.detector == "onnx" else {}
