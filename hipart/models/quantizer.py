@@ -54,9 +54,10 @@ class VectorQuantizer(nn.Module):
     def ema_update(self, z: torch.Tensor, idx: torch.Tensor) -> None:
         """EMA step: counts and sums of assigned vectors, Laplace-smoothed, then codebook = sum / count."""
         flat, idx = z.reshape(-1, self.dim).float(), idx.reshape(-1)
-        onehot = F.one_hot(idx, self.num_codes).type_as(flat)  # [N, K]
-        self.ema_count.mul_(self.decay).add_(onehot.sum(0), alpha=1 - self.decay)
-        self.ema_sum.mul_(self.decay).add_(onehot.t() @ flat, alpha=1 - self.decay)
+        counts = torch.bincount(idx, minlength=self.num_codes).type_as(flat)
+        sums = torch.zeros_like(self.ema_sum).index_add_(0, idx, flat)  # sum of the vectors assigned to each code
+        self.ema_count.mul_(self.decay).add_(counts, alpha=1 - self.decay)
+        self.ema_sum.mul_(self.decay).add_(sums, alpha=1 - self.decay)
         n = self.ema_count.sum()
         smoothed = (self.ema_count + self.eps) / (n + self.num_codes * self.eps) * n
         self.codebook.copy_(self.ema_sum / smoothed[:, None])

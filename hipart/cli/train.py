@@ -1,0 +1,186 @@
+"""`hipart-train`: train the HiPART stages on a dataset built by `hipart-data build`."""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Subset
+
+from hipart.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from hipart.models.config import HiPARTConfig, LifterConfig
+from hipart.models.generator import HiARM
+from hipart.models.hipart import HiPART
+from hipart.models.lifter import Lifter
+from hipart.models.tokenizer import MSSTokenizer
+from hipart.training.loop import LoopConfig
+from hipart.training.stages import (
+    TrainRecipe,
+    WithArrays,
+    generate_dataset,
+    tokenize_dataset,
+    train_generator,
+    train_lifter,
+    train_tokenizer,
+)
+
+STAGES = ("tokenizer", "generator", "lifter", "all")
+
+
+def data_version(root: Path) -> str:
+    """Content version of a built dataset: hash of its manifest (which lists every array's sha256)."""
+    return "sha256:" + hashlib.sha256((root / "manifest.json").read_bytes()).hexdigest()[:16]
+
+
+def load_config(spec: str, lifter_input: str) -> HiPARTConfig:
+    """'paper', 'tiny' or a JSON file of HiPARTConfig fields."""
+    if spec == "paper":
+        cfg = HiPARTConfig.paper()
+    elif spec == "tiny":
+        cfg = HiPARTConfig.tiny(lifter_input)
+    else:
+        cfg = HiPARTConfig.from_dict(json.loads(Path(spec).read_text()))
+    if lifter_input != cfg.lifter_input:
+        d = cfg.to_dict()
+        d["lifter_input"] = lifter_input
+        d["lifter"]["num_points"] = 17 if lifter_input == "sparse" else LifterConfig().num_points
+        cfg = HiPARTConfig.from_dict(d)
+    return cfg
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="hipart-train", description="Train HiPART stage by stage (paper App. C).")
+    p.add_argument("stage", choices=STAGES, help="which stage to train; 'all' runs the three in order")
+    p.add_argument("--data", type=Path, required=True, help="dataset folder from `hipart-data build`")
+    p.add_argument("--out", type=Path, default=Path("runs/default"), help="run folder (default runs/default)")
+    p.add_argument("--config", default="paper", help="paper | tiny | path to a HiPARTConfig JSON")
+    p.add_argument("--lifter-input", choices=["hierarchy", "sparse"], default="hierarchy")
+    p.add_argument("--epochs", type=int, nargs=3, metavar=("TOK", "GEN", "LIFT"),
+                   help="epochs per stage (default: the CPU budget in docs/TRAINING.md)")
+    p.add_argument("--subsample", type=int, default=1, help="use every K-th training sample (default 1)")
+    p.add_argument("--input-2d", choices=["noisy", "det", "gt"], default="noisy",
+                   help="2D input of generator/lifter: detector-like noise (default), stored detections, or clean")
+    p.add_argument("--max-steps", type=int, help="stop each stage after N steps (smoke runs; resumable)")
+    p.add_argument("--resume", action="store_true", help="continue from <out>/<stage>.state.pt")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--no-progress", action="store_true")
+    return p
+
+
+def _dataset(root: Path, input_2d: str, subsample: int, split: str = "train"):
+    from hipart.data.dataset import HierarchicalPoseDataset
+
+    ds = HierarchicalPoseDataset(root, split=split, input_2d=input_2d)
+    return Subset(ds, range(0, len(ds), subsample)) if subsample > 1 else ds
+
+
+def _need(path: Path, what: str) -> None:
+    if not path.exists():
+        raise CheckpointError(f"{path} not found: train the {what} stage first (hipart-train {what} ...)")
+
+
+def run(a: argparse.Namespace) -> int:
+    torch.manual_seed(a.seed)
+    cfg = load_config(a.config, a.lifter_input)
+    recipe = TrainRecipe()
+    if a.epochs:
+        recipe.tokenizer.epochs, recipe.generator.epochs, recipe.lifter.epochs = a.epochs
+    loop = LoopConfig(seed=a.seed, max_steps=a.max_steps, device=a.device, progress=not a.no_progress)
+    version = data_version(a.data)
+    a.out.mkdir(parents=True, exist_ok=True)
+    (a.out / "config.json").write_text(json.dumps({"model": cfg.to_dict(), "args": {
+        k: str(v) for k, v in vars(a).items()}, "data_version": version}, indent=1))
+    stages = ["tokenizer", "generator", "lifter"] if a.stage == "all" else [a.stage]
+    t_start = time.perf_counter()
+    for stage in stages:
+        t0 = time.perf_counter()
+        if stage == "tokenizer":
+            tok = MSSTokenizer(cfg.tokenizer).to(a.device)
+            data = _dataset(a.data, "gt", a.subsample)
+            rec = train_tokenizer(tok, data, recipe.tokenizer, loop, a.out, a.resume)
+            save_checkpoint(a.out / "tokenizer.pt", tok.cpu(), version, {"last": rec, **tok.codebook_report()})
+        elif stage == "generator":
+            _need(a.out / "tokenizer.pt", "tokenizer")
+            tok, _ = load_checkpoint(a.out / "tokenizer.pt", "tokenizer")
+            data = _dataset(a.data, a.input_2d, a.subsample)
+            cache = a.out / f"tokens_train_s{a.subsample}.npz"
+            if cache.exists():
+                z = np.load(cache)
+                q_s, q_d = z["q_s"], z["q_d"]
+            else:
+                q_s, q_d = tokenize_dataset(tok, data, progress=not a.no_progress)
+                np.savez(cache, q_s=q_s, q_d=q_d)
+            gen = HiARM(cfg.generator, cfg.tokenizer)
+            gen.set_codebooks(tok.sparse_quantizer.codebook, tok.dense_quantizer.codebook)
+            rec = train_generator(gen.to(a.device), WithArrays(data, {"q_s": q_s, "q_d": q_d}), recipe.generator,
+                                  loop, a.out, a.resume)
+            save_checkpoint(a.out / "generator.pt", gen.cpu(), version, {"last": rec})
+        else:
+            model = assemble(a.out, cfg, lifter=None)
+            data = _dataset(a.data, a.input_2d, a.subsample)
+            extra = {}
+            if cfg.lifter_input == "hierarchy":
+                cache = a.out / f"generated_train_s{a.subsample}_{a.input_2d}.npz"
+                if cache.exists():
+                    z = np.load(cache)
+                    extra = {"gen_dense": z["dense"], "gen_fine": z["fine"]}
+                else:
+                    dense, fine = generate_dataset(model, data, progress=not a.no_progress)
+                    np.savez(cache, dense=dense, fine=fine)
+                    extra = {"gen_dense": dense, "gen_fine": fine}
+            lifter = Lifter(cfg.lifter).to(a.device)
+            rec = train_lifter(lifter, WithArrays(data, extra), recipe.lifter, loop, a.out, a.resume,
+                               recipe.lifter_gt_mix)
+            save_checkpoint(a.out / "lifter.pt", lifter.cpu(), version, {"last": rec})
+            model = assemble(a.out, cfg, lifter.cpu())
+            args = {k: str(v) for k, v in vars(a).items()}
+            save_checkpoint(a.out / "hipart.pt", model, version, {"train_args": args})
+            print(f"[hipart] assembled model written to {a.out / 'hipart.pt'}")
+        print(f"[{stage}] done in {time.perf_counter() - t0:.0f} s; last: {rec}")
+    print(f"total {time.perf_counter() - t_start:.0f} s")
+    return 0
+
+
+def assemble(out: Path, cfg: HiPARTConfig, lifter: Lifter | None) -> HiPART:
+    """HiPART from the stage checkpoints in `out` (and an in-memory lifter if given)."""
+    _need(out / "tokenizer.pt", "tokenizer")
+    _need(out / "generator.pt", "generator")
+    tok, _ = load_checkpoint(out / "tokenizer.pt", "tokenizer")
+    gen, _ = load_checkpoint(out / "generator.pt", "generator")
+    model = HiPART(cfg)
+    model.tokenizer.load_state_dict(tok.state_dict())
+    model.generator.load_state_dict(gen.state_dict())
+    if lifter is not None:
+        model.lifter.load_state_dict(lifter.state_dict())
+    model.sync_codebooks()
+    return model.eval()
+
+
+def main(argv: list[str] | None = None) -> int:
+    a = build_parser().parse_args(argv)
+    if a.subsample < 1:
+        print("error: --subsample must be >= 1", file=sys.stderr)
+        return 2
+    if not (a.data / "manifest.json").exists():
+        print(f"error: {a.data} is not a dataset folder (no manifest.json); build one with `hipart-data build`",
+              file=sys.stderr)
+        return 2
+    try:
+        return run(a)
+    except (CheckpointError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("\ninterrupted: state saved at the last checkpoint step; rerun with --resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
