@@ -47,7 +47,7 @@ def availability(name: str, artifacts: str | os.PathLike | None = None) -> tuple
     if name == "triton":
         from edge.backends.triton_backend import TritonBackend
 
-        return TritonBackend.availability()
+        return TritonBackend.availability(allow_interpreter=False)  # the interpreter is for tests only
     if name == "tensorrt":
         from edge.backends.tensorrt_backend import TensorRTBackend
 
@@ -102,7 +102,7 @@ def create_backend(
     if name == "triton":
         from edge.backends.triton_backend import TritonBackend
 
-        return TritonBackend(model, device="cuda", model_hash=model_hash, min_conf=min_conf)
+        return TritonBackend(model, device=None, model_hash=model_hash, min_conf=min_conf)
     if name == "onnxruntime":
         from edge.backends.onnxruntime_backend import OnnxRuntimeBackend
 
