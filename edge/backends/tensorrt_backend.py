@@ -162,14 +162,14 @@ def check_engine_sidecar(engine_path: Path, trt_version: str, gpu_name: str | No
         meta = json.loads(side.read_text())
     except (OSError, ValueError) as e:
         raise BackendError(f"tensorrt backend: engine sidecar {side} is unreadable: {e}") from None
-    built = str(meta.get("tensorrt_version", ""))
+    built = str(meta.get("trt_version") or meta.get("tensorrt_version") or "")  # export/engine_cache.py: trt_version
     if built and built.split(".")[:2] != trt_version.split(".")[:2]:
         raise BackendError(
             f"tensorrt backend: {engine_path.name} was built with TensorRT {built}, this machine has {trt_version}; "
             "rebuild it here with `hipart-export` (engines are not portable across versions)"
         )
-    want_cc = meta.get("compute_capability")
-    if capability and want_cc and str(want_cc) != str(capability):
+    want_cc = str(meta.get("compute_capability") or "").replace(".", "")
+    if capability and want_cc and want_cc != str(capability).replace(".", ""):
         raise BackendError(
             f"tensorrt backend: {engine_path.name} was built for {meta.get('gpu_name', '?')} (sm {want_cc}), "
             f"this GPU is {gpu_name} (sm {capability}); rebuild it here with `hipart-export`"
@@ -242,6 +242,26 @@ class TensorRTBackend(Backend):
         self.outputs = [n for n in self.names if n not in self.inputs]
         self.mem = device_buffers()
         self._bufs: dict[str, tuple[Any, int]] = {}
+
+    @staticmethod
+    def _pick_engine(
+        folder: Path, precision: str | None, trt_version: str, gpu: str | None, cc: str | None
+    ) -> tuple[Path, dict]:
+        """The first engine in `folder` (hipart.* preferred, `precision` if given) built for this GPU and TensorRT."""
+        pattern = f"*{precision}*.engine" if precision else "*.engine"
+        engines = sorted(folder.glob(pattern), key=lambda p: (not p.name.startswith("hipart"), p.name))
+        if not engines:
+            what = f"{precision} .engine" if precision else ".engine"
+            raise BackendError(f"tensorrt backend: no {what} file in {folder}; build one with `hipart-export`")
+        errors = []
+        for e in engines:
+            try:
+                return e, check_engine_sidecar(e, trt_version, gpu, cc)
+            except BackendError as err:
+                errors.append(str(err))
+        raise BackendError(
+            errors[0] + (f" (and {len(errors) - 1} more engines that do not fit)" if len(errors) > 1 else "")
+        )
 
     def _buffer(self, name: str, nbytes: int) -> Any:
         buf, size = self._bufs.get(name, (None, 0))

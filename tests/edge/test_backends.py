@@ -165,7 +165,7 @@ def test_engine_for_another_version_or_gpu_is_refused(tmp_path):
     engine = tmp_path / "hipart_fp16.engine"
     engine.write_bytes(b"not an engine")
     side = engine.with_suffix(".json")
-    side.write_text(json.dumps({"tensorrt_version": "10.3.0", "gpu_name": "Orin", "compute_capability": "87"}))
+    side.write_text(json.dumps({"trt_version": "10.3.0", "gpu_name": "Orin", "compute_capability": "8.7"}))
     with pytest.raises(BackendError, match="built with TensorRT 10.3.0"):
         check_engine_sidecar(engine, "11.0.1", "H100", "90")
     with pytest.raises(BackendError, match="built for Orin"):
@@ -180,3 +180,16 @@ def test_normalisation_round_trip_used_by_pipeline(walk_px, frame_size):
     w, h = frame_size
     x = normalize_screen_coordinates(walk_px, w, h)
     assert np.abs(x).max() <= 1.0
+
+
+def test_engine_folder_picks_the_engine_built_for_this_gpu(tmp_path):
+    for stem, gpu, cc in (("hipart.fp16.orin.sm87", "Orin", "8.7"), ("hipart.fp16.h100.sm90", "H100", "9.0")):
+        (tmp_path / f"{stem}.engine").write_bytes(b"engine")
+        meta = {"trt_version": "10.3.0", "gpu_name": gpu, "compute_capability": cc, "model_hash": "abc"}
+        (tmp_path / f"{stem}.json").write_text(json.dumps(meta))
+    path, meta = TensorRTBackend._pick_engine(tmp_path, "fp16", "10.3.0", "H100", "90")
+    assert path.name == "hipart.fp16.h100.sm90.engine" and meta["model_hash"] == "abc"
+    with pytest.raises(BackendError, match="no int8 .engine"):
+        TensorRTBackend._pick_engine(tmp_path, "int8", "10.3.0", "H100", "90")
+    with pytest.raises(BackendError, match="1 more engines that do not fit"):
+        TensorRTBackend._pick_engine(tmp_path, "fp16", "10.3.0", "RTX 4090", "89")
