@@ -91,6 +91,7 @@ class _Stage(queue.Queue):
         return _END
 
     def push(self, item: Any, stop: threading.Event) -> None:
+        """Put an item: block (files) or drop the oldest (live); give up once `stop` is set."""
         if item is _END:  # the end marker is never dropped
             while True:
                 try:

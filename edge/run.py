@@ -67,6 +67,7 @@ class _Window:
             _say(out, "--show: no display found; running headless (use --save to keep the video)")
 
     def show(self, image: object) -> None:
+        """Show one frame; Esc or q stops the run like Ctrl-C."""
         if not self.ok:
             return
         import cv2
@@ -84,6 +85,7 @@ class _ShowSink(Sink):
         self.window = window
 
     def write(self, record: dict, image: object = None) -> None:
+        """Show the rendered frame in the window."""
         if image is not None:
             self.window.show(image)
 
@@ -148,6 +150,7 @@ def run_pipeline(opts: RunOptions, out: TextIO | None = None) -> RunStats:
         banner = loaded.banner
 
         def render(item: Item, ema: dict, fps: float) -> object:
+            """Render one pipeline item to the output frame."""
             return render_frame(item, ema, fps, banner)
 
         total = source.total
@@ -158,6 +161,7 @@ def run_pipeline(opts: RunOptions, out: TextIO | None = None) -> RunStats:
         every = 10 if tty else max(30, (total or 300) // 10)
 
         def progress(item: Item, st: RunStats) -> None:
+            """Print a progress line now and then."""
             if opts.quiet or (st.frames_out % every and st.frames_out != total):
                 return
             of = f"/{total}" if total else ""

@@ -51,6 +51,7 @@ class Sink:
         """Open the output (called by the pipeline when the run begins)."""
 
     def write(self, record: dict[str, Any], image: np.ndarray | None = None) -> None:
+        """Write one frame: its record and, for video sinks, the rendered image."""
         raise NotImplementedError
 
     def close(self) -> None:

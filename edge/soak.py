@@ -47,6 +47,7 @@ def soak(
     last = [0.0]
 
     def on_frame(item: Any, st: Any) -> None:
+        """Sample RSS every `sample_every_s` seconds."""
         now = time.perf_counter() - t0
         if now - last[0] >= sample_every_s:
             last[0] = now

@@ -60,6 +60,7 @@ class Source:
         self.events: list[str] = []  # reconnects and other notable events, for the run summary
 
     def read(self) -> Frame | None:
+        """The next frame, or None at the end of the stream."""
         raise NotImplementedError
 
     def close(self) -> None:
@@ -105,6 +106,7 @@ class VideoFileSource(Source):
         self._index = 0
 
     def read(self) -> Frame | None:
+        """The next frame, or None at the end of the stream."""
         ok, img = self.cap.read()
         if not ok and self.loop and self._index > 0:
             self.cap.set(_cv2().CAP_PROP_POS_FRAMES, 0)
@@ -134,6 +136,7 @@ class ImageFolderSource(Source):
         self._size = (0, 0)
 
     def read(self) -> Frame | None:
+        """The next frame, or None at the end of the stream."""
         if self._index >= len(self.files) and not self.loop:
             return None
         path = self.files[self._index % len(self.files)]
@@ -218,6 +221,7 @@ class LiveCaptureSource(Source):
         raise SourceError(f"{self.name}: no frames for {waited:.0f} s and reconnecting failed; giving up")
 
     def read(self) -> Frame | None:
+        """The next frame, or None at the end of the stream."""
         img = self._grab()
         if img is None:
             self._reconnect()
@@ -333,6 +337,7 @@ class KeypointSource(Source):
         return frames
 
     def read(self) -> Frame | None:
+        """The next frame, or None at the end of the stream."""
         if self._index >= len(self.frames) and not (self.loop and self.frames):
             return None
         k, c = self.frames[self._index % len(self.frames)]

@@ -41,24 +41,30 @@ class _TorchBuffers:
         self.stream = torch.cuda.Stream()
 
     def alloc(self, nbytes: int) -> Any:
+        """Device buffer of at least nbytes."""
         return self.torch.empty(max(nbytes, 1), dtype=self.torch.uint8, device="cuda")
 
     def ptr(self, buf: Any) -> int:
+        """The buffer's device address."""
         return int(buf.data_ptr())
 
     def stream_handle(self) -> int:
+        """The CUDA stream handle TensorRT enqueues on."""
         return int(self.stream.cuda_stream)
 
     def htod(self, buf: Any, host: np.ndarray) -> None:
+        """Copy a host array into the device buffer."""
         src = self.torch.from_numpy(np.ascontiguousarray(host).view(np.uint8).reshape(-1))
         with self.torch.cuda.stream(self.stream):
             buf[: src.numel()].copy_(src, non_blocking=False)
 
     def dtoh(self, host: np.ndarray, buf: Any) -> None:
+        """Copy the device buffer into a host array (synchronises the stream)."""
         self.stream.synchronize()
         host.view(np.uint8).reshape(-1)[:] = buf[: host.nbytes].cpu().numpy()
 
     def sync(self) -> None:
+        """Wait for the stream."""
         self.stream.synchronize()
 
 
@@ -75,22 +81,28 @@ class _PycudaBuffers:
         self.stream = cuda.Stream()
 
     def alloc(self, nbytes: int) -> Any:
+        """Device buffer of at least nbytes."""
         return self.cuda.mem_alloc(max(nbytes, 1))
 
     def ptr(self, buf: Any) -> int:
+        """The buffer's device address."""
         return int(buf)
 
     def stream_handle(self) -> int:
+        """The CUDA stream handle TensorRT enqueues on."""
         return self.stream.handle
 
     def htod(self, buf: Any, host: np.ndarray) -> None:
+        """Copy a host array into the device buffer."""
         self.cuda.memcpy_htod_async(buf, np.ascontiguousarray(host), self.stream)
 
     def dtoh(self, host: np.ndarray, buf: Any) -> None:
+        """Copy the device buffer into a host array (synchronises the stream)."""
         self.cuda.memcpy_dtoh_async(host, buf, self.stream)
         self.stream.synchronize()
 
     def sync(self) -> None:
+        """Wait for the stream."""
         self.stream.synchronize()
 
 
@@ -113,17 +125,21 @@ class _CudaPythonBuffers:
             raise BackendError(f"tensorrt backend: {what} failed with CUDA error {int(err)}")
 
     def alloc(self, nbytes: int) -> Any:
+        """Device buffer of at least nbytes."""
         err, p = self.rt.cudaMalloc(max(nbytes, 1))
         self._check(err, "cudaMalloc")
         return p
 
     def ptr(self, buf: Any) -> int:
+        """The buffer's device address."""
         return int(buf)
 
     def stream_handle(self) -> int:
+        """The CUDA stream handle TensorRT enqueues on."""
         return int(self.stream)
 
     def htod(self, buf: Any, host: np.ndarray) -> None:
+        """Copy a host array into the device buffer."""
         host = np.ascontiguousarray(host)
         (err,) = self.rt.cudaMemcpyAsync(
             buf, host.ctypes.data, host.nbytes, self.rt.cudaMemcpyKind.cudaMemcpyHostToDevice, self.stream
@@ -131,6 +147,7 @@ class _CudaPythonBuffers:
         self._check(err, "cudaMemcpyAsync(HtoD)")
 
     def dtoh(self, host: np.ndarray, buf: Any) -> None:
+        """Copy the device buffer into a host array (synchronises the stream)."""
         (err,) = self.rt.cudaMemcpyAsync(
             host.ctypes.data, buf, host.nbytes, self.rt.cudaMemcpyKind.cudaMemcpyDeviceToHost, self.stream
         )
@@ -138,6 +155,7 @@ class _CudaPythonBuffers:
         self.sync()
 
     def sync(self) -> None:
+        """Wait for the stream."""
         (err,) = self.rt.cudaStreamSynchronize(self.stream)
         self._check(err, "cudaStreamSynchronize")
 
