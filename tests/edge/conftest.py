@@ -16,7 +16,7 @@ from hipart.checkpoint import model_hash
 from hipart.models.config import HiPARTConfig
 from hipart.models.hipart import HiPART
 
-torch.set_num_threads(2)
+torch.set_num_threads(1)  # robust on a loaded 2-core machine (OpenMP barriers collapse when oversubscribed)
 if not torch.cuda.is_available():  # the triton backend's parity test runs the kernels in Triton's CPU interpreter
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
