@@ -39,6 +39,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--smooth", action="store_true", help="One-Euro smoothing of the 3D output (causal; off by default)")
     p.add_argument("--min-conf", type=float, default=0.3, help="joints below this confidence are masked (default 0.3)")
     p.add_argument("--queue-size", type=int, default=4, help="bounded queue length between stages (default 4)")
+    p.add_argument(
+        "--max-batch-frames",
+        type=int,
+        default=8,
+        help="frames already waiting that may share one HiPART call (default 8; 1 = no batching)",
+    )
     p.add_argument("--max-frames", type=int, help="stop after this many frames")
     p.add_argument("--loop", action="store_true", help="loop a file source (soak tests)")
     p.add_argument("--duration", type=float, help="stop after this many seconds (soak tests)")

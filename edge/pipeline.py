@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import queue
+import signal
 import threading
 import time
 from collections import deque
@@ -46,6 +47,7 @@ class Item:
     dense_px: np.ndarray | None = None
     fine_px: np.ndarray | None = None
     dropped_persons: int = 0
+    batch_frames: int = 1  # frames that shared this frame's HiPART call (dynamic batching)
     status: str = "ok"
     timings: dict[str, float] = field(default_factory=dict)
 
@@ -137,11 +139,13 @@ class Pipeline:
         on_frame: Callable[[Item, RunStats], None] | None = None,
         max_frames: int | None = None,
         max_seconds: float | None = None,
+        max_batch_frames: int = 8,
     ):
         self.source, self.backend, self.detector = source, backend, detector
         self.sinks = sinks or []
         self.render, self.smoothing, self.min_conf = render, smoothing, min_conf
         self.on_frame, self.max_frames, self.max_seconds = on_frame, max_frames, max_seconds
+        self.max_batch_frames = max(1, max_batch_frames)
         self.stats = RunStats()
         self._stop = threading.Event()  # stop capturing (Ctrl-C, error, max_frames)
         self._abort = threading.Event()  # stop everything now (a sink failed)
@@ -229,30 +233,66 @@ class Pipeline:
 
     def _lift(self) -> None:
         inp, out = self._q[1], self._q[2]
-        while (item := inp.pop(self._abort)) is not _END:
-            t0 = time.perf_counter()
-            f = item.frame
-            if item.kpts is not None and len(item.kpts) and item.status == "ok":
+        ended = False
+        while not ended and (first := inp.pop(self._abort)) is not _END:
+            items = [first]
+            # Dynamic batching: frames already waiting (never waited for) go through HiPART in one call.
+            while len(items) < self.max_batch_frames:
                 try:
-                    w, h = float(f.width), float(f.height)
-                    x = normalize_screen_coordinates(item.kpts, w, h)
-                    res = self.backend.run(x, item.conf)
+                    nxt = inp.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is _END:
+                    ended = True
+                    break
+                items.append(nxt)
+            self._lift_batch(items)
+            for item in items:
+                out.push(item, self._abort)
+        out.push(_END, self._abort)
+
+    def _lift_batch(self, items: list[Item]) -> None:
+        t0 = time.perf_counter()
+        todo = [it for it in items if it.kpts is not None and len(it.kpts) and it.status == "ok"]
+        results: dict[int, Result] = {}
+        if todo:
+            try:
+                xs = [
+                    normalize_screen_coordinates(it.kpts, float(it.frame.width), float(it.frame.height)) for it in todo
+                ]
+                res = self.backend.run(np.concatenate(xs), np.concatenate([it.conf for it in todo]))
+                bounds = np.cumsum([0] + [len(it.kpts) for it in todo])
+                for i, it in enumerate(todo):
+                    results[id(it)] = res.slice(int(bounds[i]), int(bounds[i + 1]))
+            except Exception:  # isolate the frame that fails: run them one by one
+                for it in todo:
+                    try:
+                        x = normalize_screen_coordinates(it.kpts, float(it.frame.width), float(it.frame.height))
+                        results[id(it)] = self.backend.run(x, it.conf)
+                    except Exception as e:  # bad input or backend failure on one frame
+                        self._fail(it, "hipart", e)
+        per_item = (time.perf_counter() - t0) * 1e3 / len(items)
+        for item in items:  # in frame order, so smoothing sees time moving forward
+            f = item.frame
+            res = results.get(id(item))
+            if res is not None:
+                try:
                     if not (np.isfinite(res.pose3d).all() and np.isfinite(res.fine).all()):
                         raise FloatingPointError("backend returned NaN/inf")
                     if self.smoothing is not None:
                         res.pose3d = self.smoothing(res.pose3d, f.timestamp)
+                    w, h = float(f.width), float(f.height)
                     item.result = res
                     item.dense_px = image_coordinates(res.dense, w, h)
                     item.fine_px = image_coordinates(res.fine, w, h)
-                    item.timings.update({f"hipart.{k}": v for k, v in res.timings.items() if k != "total"})
+                    item.timings.update({f"hipart.{k}": v / len(items) for k, v in res.timings.items() if k != "total"})
                     self._fail_streak = 0
-                except Exception as e:  # bad input or backend failure on one frame
+                except Exception as e:
                     self._fail(item, "hipart", e)
-            elif self.smoothing is not None:
+            elif self.smoothing is not None and item.status == "ok":
                 self.smoothing(np.zeros((0, 17, 3), np.float32), f.timestamp)
-            item.timings["hipart"] = (time.perf_counter() - t0) * 1e3
-            out.push(item, self._abort)
-        out.push(_END, self._abort)
+            item.timings["hipart"] = per_item
+            item.batch_frames = len(items)
 
     # -- the sink stage runs in the caller's thread (GUI windows need the main thread) -----------
     def _emit(self, item: Item) -> None:
@@ -303,6 +343,10 @@ class Pipeline:
             return self.stats
         for t in threads:
             t.start()
+        # Ctrl-C only sets flags (no KeyboardInterrupt between two sinks' writes of the same frame).
+        prev_handler = None
+        if threading.current_thread() is threading.main_thread():
+            prev_handler = signal.signal(signal.SIGINT, lambda signum, frame: self._interrupt())
         try:
             while True:
                 try:
@@ -325,6 +369,8 @@ class Pipeline:
                 raise
             self.stats.error = f"writing outputs failed: {type(e).__name__}: {e}"
         finally:
+            if prev_handler is not None:
+                signal.signal(signal.SIGINT, prev_handler)
             self._stop.set()
             for s in self.sinks:
                 try:
@@ -386,5 +432,6 @@ def frame_record(item: Item) -> dict[str, Any]:
         "height": f.height,
         "persons": persons,
         "dropped_persons": item.dropped_persons,
+        "batch_frames": item.batch_frames,
         "timings_ms": {k: round(v, 3) for k, v in item.timings.items()},
     }

@@ -50,6 +50,7 @@ class RunOptions:
     quiet: bool = False
     threads: int | None = None
     duration: float | None = None
+    max_batch_frames: int = 8
 
 
 def _say(out: TextIO, msg: str) -> None:
@@ -191,6 +192,7 @@ def run_pipeline(opts: RunOptions, out: TextIO | None = None) -> RunStats:
             progress,
             opts.max_frames,
             opts.duration,
+            opts.max_batch_frames,
         )
         stats = pipe.run()
         stats.banner = loaded.banner

@@ -43,6 +43,16 @@ class Result:
     def __len__(self) -> int:
         return int(self.pose3d.shape[0])
 
+    def slice(self, start: int, stop: int) -> Result:
+        """Rows start:stop (one frame's persons out of a batched call); timings are shared."""
+        return Result(
+            self.dense[start:stop],
+            self.fine[start:stop],
+            self.pose3d[start:stop],
+            self.tokens[start:stop],
+            dict(self.timings),
+        )
+
     @staticmethod
     def empty() -> Result:
         """A result with B = 0 (a frame without persons)."""

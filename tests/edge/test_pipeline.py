@@ -288,3 +288,20 @@ def test_sink_failure_mid_run_stops_cleanly(tmp_path, walk_px, torch_backend):
     st = Pipeline(open_source(str(tmp_path / "k.npz")), torch_backend, None, [sink], queue_size=1).run()
     assert "No space left" in st.error and st.frames_out == 2
     assert len(_lines(tmp_path / "o.jsonl")) == 2 and sink.closed
+
+
+def test_waiting_frames_share_one_hipart_call_with_identical_results(tmp_path, walk_px, torch_backend):
+    np.savez(tmp_path / "k.npz", keypoints=walk_px, format="h36m17")
+    st = Pipeline(
+        open_source(str(tmp_path / "k.npz")),
+        _SlowBackend(torch_backend, 0.05),
+        None,
+        [JsonlSink(tmp_path / "o.jsonl")],
+        queue_size=8,
+        max_batch_frames=8,
+    ).run()
+    recs = _lines(tmp_path / "o.jsonl")
+    assert st.frames_out == len(walk_px) and max(r["batch_frames"] for r in recs) > 1
+    ref = torch_backend.run(normalize_screen_coordinates(walk_px, 640.0, 480.0))
+    np.testing.assert_allclose([r["persons"][0]["pose_3d"] for r in recs], ref.pose3d, atol=1e-4)
+    assert [r["persons"][0]["tokens"]["dense"] for r in recs] == ref.q_d.tolist()
