@@ -272,8 +272,13 @@ def bench_pipeline(
         if source is None:
             source = str(render_clip(Path(tmp) / "sample_640x480.mp4", frames))
         src = open_source(source)
-        be = create_backend(backend, loaded.model, artifacts, "auto", loaded.model_hash)
         det = create_detector(detector) if not hasattr(src, "frames") else None
+        threads = max(1, (os.cpu_count() or 2) // 2) if det is not None else None  # as hipart-run does
+        if threads:
+            import torch
+
+            torch.set_num_threads(threads)
+        be = create_backend(backend, loaded.model, artifacts, "auto", loaded.model_hash, threads=threads)
         sinks = [VideoSink(Path(tmp) / "out.mp4", src.fps or 30), JsonlSink(Path(tmp) / "out.jsonl")]
         pipe = Pipeline(
             src, be, det, sinks, lambda it, ema, fps: render_frame(it, ema, fps, loaded.banner), max_frames=frames
