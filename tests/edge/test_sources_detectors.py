@@ -193,3 +193,22 @@ def test_onnx_detector_decoders():
     np.testing.assert_allclose(corner, [[150, 150]], atol=1e-3)  # input centre -> box centre
     boxes = np.array([[0, 0, 10, 10], [1, 1, 10, 10], [50, 50, 60, 60]], np.float32)
     assert nms(boxes, np.array([0.9, 0.8, 0.7])) == [0, 2]
+
+
+def test_live_source_over_a_real_opencv_capture_reconnects(clip):
+    # A real cv2.VideoCapture stands in for a camera: when the file ends the "device" is lost,
+    # the source reopens it (a reconnect) and frames keep coming.
+    opened = []
+
+    def opener():
+        opened.append(1)
+        return cv2.VideoCapture(clip) if len(opened) <= 2 else None
+
+    src = LiveCaptureSource("camera (file)", opener, sleep=lambda s: None, give_up_s=1)
+    frames = [src.read() for _ in range(20)]  # the clip has 12 frames
+    assert [f.index for f in frames] == list(range(20)) and src.reconnects == 1
+    assert frames[15].image.shape == (480, 640, 3)
+    with pytest.raises(SourceError, match="giving up"):
+        for _ in range(10):
+            src.read()
+    src.close()
