@@ -106,6 +106,13 @@ def run_pipeline(opts: RunOptions, out: TextIO | None = None) -> RunStats:
                 sinks.append(open_sink(path, fps=source.fps or 30.0))
         except SinkError as e:
             raise RunError(str(e)) from None
+        needs_detector = not (hasattr(source, "frames") and getattr(source, "format", None))
+        if needs_detector:
+            try:
+                kw = {"layout": opts.detector_layout} if opts.detector == "onnx" else {}
+                detector = create_detector(opts.detector, opts.detector_model, **kw)
+            except DetectorError as e:
+                raise RunError(str(e)) from None
         try:
             loaded = load_model(opts.checkpoint, opts.config)
         except Exception as e:  # CheckpointError and friends: one line for the user
@@ -117,7 +124,6 @@ def run_pipeline(opts: RunOptions, out: TextIO | None = None) -> RunStats:
         if name == "auto":
             name, why = resolve_auto(opts.artifacts)
             _say(out, why)
-        needs_detector = not (hasattr(source, "frames") and getattr(source, "format", None))
         # Detector and HiPART run concurrently: by default HiPART gets half the cores, the detector the rest
         # (measured on 2 cores: 10.2 FPS with 1 thread each vs 6.5 FPS when both ask for every core).
         threads = opts.threads or (max(1, (os.cpu_count() or 2) // 2) if needs_detector else None)
@@ -138,12 +144,6 @@ def run_pipeline(opts: RunOptions, out: TextIO | None = None) -> RunStats:
                 f"WARNING: the {backend.name} artifacts were exported from model {art_hash}, but the "
                 f"checkpoint in use is {loaded.model_hash}; 3D output follows the artifacts",
             )
-        if needs_detector:
-            try:
-                kw = {"layout": opts.detector_layout} if opts.detector == "onnx" else {}
-                detector = create_detector(opts.detector, opts.detector_model, **kw)
-            except DetectorError as e:
-                raise RunError(str(e)) from None
         window = _Window(out) if opts.show else None
         if window is not None and window.ok:
             sinks.append(_ShowSink(window))
