@@ -62,6 +62,8 @@ class OnnxRuntimeBackend(Backend):
         self._ort = ort
         files = find_artifacts(artifacts)
         providers = ["CPUExecutionProvider"]
+        if device == "auto":
+            device = "cuda" if "CUDAExecutionProvider" in ort.get_available_providers() else "cpu"
         if device.startswith("cuda"):
             if "CUDAExecutionProvider" not in ort.get_available_providers():
                 raise BackendUnavailable("onnxruntime backend: CUDA EP not available (install onnxruntime-gpu)")

@@ -91,8 +91,8 @@ def create_backend(
     if name not in BACKENDS:
         raise ValueError(f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)} or auto")
     art = Path(artifacts) if artifacts else default_artifacts_dir()
-    if device == "auto":
-        device = "cuda" if _cuda() and name != "onnxruntime" else "cpu"
+    if device == "auto" and name != "onnxruntime":  # onnxruntime resolves "auto" from its own providers
+        device = "cuda" if _cuda() else "cpu"
     if name in ("torch", "triton") and model is None:
         raise BackendError(f"{name} backend needs the PyTorch model (a checkpoint)")
     if name == "torch":
