@@ -112,13 +112,13 @@ def test_corrupt_frame_keeps_the_count(tmp_path, walk_px, torch_backend):
 
 
 class _SlowBackend:
-    """Wraps a backend and sleeps, so a fast live source outruns it."""
+    """Wraps a backend and sleeps `delay` per pose (batching does not make it faster), so sources outrun it."""
 
     def __init__(self, inner, delay):
         self.inner, self.delay = inner, delay
 
     def run(self, x, conf=None):
-        time.sleep(self.delay)
+        time.sleep(self.delay * len(x))
         return self.inner.run(x, conf)
 
 
