@@ -26,3 +26,50 @@ def image_coordinates(x_norm: Array, w: float, h: float) -> Array:
     if isinstance(x_norm, torch.Tensor):
         return (x_norm + x_norm.new_tensor(offset)) * w / 2
     return (x_norm + np.asarray(offset, dtype=x_norm.dtype)) * w / 2
+
+
+# ----------------------------------------------------------------------------------------------
+# Pinhole cameras (OpenCV convention: x right, y down, z forward; X_cam = R @ X_world + t).
+
+
+def intrinsic_matrix(fx: float, fy: float, cx: float, cy: float) -> np.ndarray:
+    """3x3 pinhole intrinsics."""
+    return np.array([[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]])
+
+
+def look_at(eye: np.ndarray, target: np.ndarray, up: np.ndarray = (0.0, 1.0, 0.0),
+            roll_deg: float = 0.0) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """World->camera rotation R and translation t of a camera at `eye` looking at `target` (world Y up)."""
+    eye = np.asarray(eye, dtype=np.float64)
+    z = np.asarray(target, dtype=np.float64) - eye
+    z /= np.linalg.norm(z)
+    x = np.cross(z, np.asarray(up, dtype=np.float64))  # camera right: forward x up (y down in image)
+    if np.linalg.norm(x) < 1e-9:
+        raise ValueError("look_at: viewing direction is parallel to the up vector")
+    x /= np.linalg.norm(x)
+    y = np.cross(z, x)
+    R = np.stack([x, y, z])  # rows = camera axes in world coordinates
+    if roll_deg:
+        a = np.deg2rad(roll_deg)
+        Rz = np.array([[np.cos(a), -np.sin(a), 0.0], [np.sin(a), np.cos(a), 0.0], [0.0, 0.0, 1.0]])
+        R = Rz @ R
+    return R, -R @ eye
+
+
+def world_to_camera(X: np.ndarray, R: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """World points [..., 3] -> camera frame [..., 3] (metres)."""
+    return X @ R.T + t
+
+
+def camera_to_world(Xc: np.ndarray, R: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """Camera-frame points [..., 3] -> world frame."""
+    return (Xc - t) @ R
+
+
+def project_to_pixels(Xc: np.ndarray, K: np.ndarray) -> np.ndarray:
+    """Camera-frame points [..., 3] -> pixels [..., 2] (pinhole, no distortion; z must be > 0)."""
+    z = Xc[..., 2:3]
+    if np.any(z <= 0):
+        raise ValueError("project_to_pixels: point(s) behind the camera (z <= 0)")
+    uv = Xc[..., :2] / z
+    return np.stack([K[0, 0] * uv[..., 0] + K[0, 2], K[1, 1] * uv[..., 1] + K[1, 2]], axis=-1)
