@@ -31,7 +31,7 @@ class TokenizerConfig:
     shared_codebook: bool = False  # ablation: one codebook for both levels (Table 3)
     ema_decay: float = 0.99
     ema_eps: float = 1e-5
-    dead_code_threshold: float = 0.01  # EMA usage below which a code is re-initialised
+    dead_code_threshold: float = 0.5  # EMA assignments per step below which a code is re-initialised
     beta: float = 0.25
     tau: float = 0.07
     lambda_local: float = 1.0

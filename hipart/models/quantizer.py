@@ -19,7 +19,7 @@ def nearest_code(z: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
 class VectorQuantizer(nn.Module):
     """Codebook [K, D] updated by exponential moving average (no gradient reaches the codebook)."""
 
-    def __init__(self, num_codes: int, dim: int, decay: float = 0.99, eps: float = 1e-5, dead_threshold: float = 0.01):
+    def __init__(self, num_codes: int, dim: int, decay: float = 0.99, eps: float = 1e-5, dead_threshold: float = 0.5):
         super().__init__()
         self.num_codes, self.dim = num_codes, dim
         self.decay, self.eps, self.dead_threshold = decay, eps, dead_threshold
@@ -83,8 +83,8 @@ class VectorQuantizer(nn.Module):
         zq = self.lookup(idx)
         stats: dict[str, torch.Tensor] = {
             # Eq. 6: ||sg(z) - z_q||^2 (moves codes; here done by EMA, logged) and beta * ||z - sg(z_q)||^2.
-            "codebook": F.mse_loss(zq, z.detach()),
-            "commit": F.mse_loss(z, zq.detach()),
+            "codebook": (zq - z.detach()).pow(2).flatten(1).sum(1).mean(),
+            "commit": (z - zq.detach()).pow(2).flatten(1).sum(1).mean(),
             "perplexity": self.perplexity(idx),
         }
         if self.training:

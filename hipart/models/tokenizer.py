@@ -51,6 +51,11 @@ class MixerDecoder(nn.Module):
         return self.out(self.norm(h))
 
 
+def sq_norm(x: torch.Tensor) -> torch.Tensor:
+    """Squared L2 norm of each sample's tensor [B, ...], averaged over the batch."""
+    return x.pow(2).flatten(1).sum(1).mean()
+
+
 def local_alignment_loss(zs: torch.Tensor, zd: torch.Tensor, tau: float) -> torch.Tensor:
     """Part-wise InfoNCE (Eq. 3): sparse token i vs the mean of its r dense tokens, other parts negative.
 
@@ -141,8 +146,9 @@ class MSSTokenizer(nn.Module):
         x_d_hat, x_f_hat = self.decode_embeddings(zq_s, zq_d)
 
         out: dict[str, torch.Tensor] = {"x_d": x_d_hat, "x_f": x_f_hat, "q_s": q_s, "q_d": q_d}
-        out["loss_rec_fine"] = F.mse_loss(x_f_hat, x_f)
-        out["loss_rec_dense"] = F.mse_loss(x_d_hat, x_d) if x_d is not None else x_f.new_zeros(())
+        # Eq. 6 as written: squared L2 norms of whole poses / token sets, averaged over the batch.
+        out["loss_rec_fine"] = sq_norm(x_f_hat - x_f)
+        out["loss_rec_dense"] = sq_norm(x_d_hat - x_d) if x_d is not None else x_f.new_zeros(())
         out["loss_codebook"] = st_s["codebook"] + st_d["codebook"]  # EMA moves the codes; logged only
         out["loss_commit"] = cfg.beta * (st_s["commit"] + st_d["commit"])
         loss = out["loss_rec_fine"] + out["loss_rec_dense"] + out["loss_commit"]

@@ -10,8 +10,12 @@ import torch
 def warmup_cosine(
     optimizer: torch.optim.Optimizer, total_steps: int, warmup_steps: int
 ) -> torch.optim.lr_scheduler.LambdaLR:
-    """Linear warm-up over `warmup_steps`, then cosine decay to 0 at `total_steps` (stepped per iteration)."""
-    warmup_steps = max(0, min(warmup_steps, total_steps - 1))
+    """Linear warm-up, then cosine decay to 0 at `total_steps` (stepped per iteration).
+
+    The warm-up is `warmup_steps` (paper: 500) but never more than a tenth of a short run, so a CPU-budget run
+    still reaches its peak learning rate and decays.
+    """
+    warmup_steps = max(0, min(warmup_steps, total_steps // 10))
 
     def factor(step: int) -> float:
         if step < warmup_steps:

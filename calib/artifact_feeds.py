@@ -1,0 +1,50 @@
+"""Inputs of each exported artifact derived from 2D poses x_s, by running the FP32 PyTorch model."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from calib.quantize import Feeds
+from export.hipart_graphs import DecodeStepGraph, empty_cache
+from hipart.models.hipart import HiPART
+
+
+@torch.no_grad()
+def lift_points(model: HiPART, x_s: np.ndarray, batch: int = 256) -> np.ndarray:
+    """concat(x_s, dense, fine) [N, 161, 2] - the lifter's input for each pose."""
+    out = []
+    for i in range(0, len(x_s), batch):
+        x = torch.from_numpy(x_s[i : i + batch])
+        d = model.densify(x)
+        out.append(torch.cat([x, d["dense"], d["fine"]], 1).numpy())
+    return np.concatenate(out)
+
+
+@torch.no_grad()
+def decode_step_feeds(model: HiPART, x_s: np.ndarray) -> list[dict[str, np.ndarray]]:
+    """One feed dict per decode step (all poses as one batch), as a looping runtime would feed them."""
+    step_graph = DecodeStepGraph(model).eval()
+    gen = model.generator
+    x = torch.from_numpy(x_s)
+    k, v = empty_cache(gen, len(x_s), x)
+    q_s = torch.zeros(len(x_s), dtype=torch.long)
+    q_d = torch.zeros(len(x_s), gen.r, dtype=torch.long)
+    feeds = []
+    for i in range(gen.num_parts):
+        step = torch.tensor([i])
+        feeds.append({"x_s": x_s, "step": step.numpy(), "prev_q_s": q_s.numpy(), "prev_q_d": q_d.numpy(),
+                      "past_k": k.numpy(), "past_v": v.numpy()})  # fmt: skip
+        q_s, q_d, _, _, k, v = step_graph(x, step, q_s, q_d, k, v)
+    return feeds
+
+
+def feeds_for(model: HiPART, artifact: str, x_s: np.ndarray) -> Feeds:
+    """The artifact's input feeds for poses x_s [N, 17, 2]."""
+    if artifact in ("densify", "hipart"):
+        return {"x_s": x_s}
+    if artifact == "lift":
+        return {"points": lift_points(model, x_s)}
+    if artifact == "decode_step":
+        return decode_step_feeds(model, x_s)
+    raise ValueError(f"unknown artifact {artifact!r}")

@@ -1,0 +1,96 @@
+"""hipart-export: HiPART -> ONNX artifacts -> FP16 / INT8 (calibrated Q/DQ) -> TensorRT engines."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from calib.calibration_set import CalibrationDataError
+from export.artifacts import ARTIFACTS
+from export.atomic_write import OutputDirError
+from export.hipart_graphs import UnsupportedModelError
+from export.pipeline import (
+    EXIT_BAD_INPUT,
+    EXIT_ERROR,
+    BadInput,
+    Options,
+    format_table,
+    run,
+)
+from export.trt_builder import EngineBuildError, UnsupportedTensorRTVersion, parse_batch
+from export.trt_ops import target_for
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="hipart-export",
+        description=__doc__,
+        epilog="exit codes: 0 ok, 1 unexpected error, 2 bad input, 3 parity failure, 4 TensorRT preflight "
+        "errors, 5 drift above target (artifacts written and flagged)",
+    )
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--checkpoint", type=Path, help="hipart checkpoint (.pt) to export")
+    src.add_argument("--random-weights", choices=("tiny", "paper"), help="untrained model (plumbing checks only)")
+    p.add_argument("--out", type=Path, default=Path("exported"), help="output directory (default: exported/)")
+    p.add_argument("--artifacts", default=",".join(ARTIFACTS), help=f"subset of {','.join(ARTIFACTS)}")
+    p.add_argument("--onnx-only", action="store_true", help="stop after the FP32 ONNX artifacts")
+    p.add_argument("--fp16", action="store_true", help="mixed-precision FP16 ONNX (+ engine where TensorRT is)")
+    p.add_argument("--int8", action="store_true", help="calibrate, Q/DQ, drift report, fallback, engine")
+    p.add_argument("--calib-size", type=int, default=512, help="calibration poses (default 512)")
+    p.add_argument("--calib-method", default="minmax", choices=("minmax", "entropy", "percentile"))
+    p.add_argument("--calib-data", type=Path, help="npz with x_s from TRAINING subjects (k-center selected)")
+    p.add_argument("--dataset", type=Path, help="`hipart-data build` directory: calibrate on train, drift on val")
+    p.add_argument("--eval-data", type=Path, help="npz with x_s (+ pose3d) from VALIDATION subjects for drift")
+    p.add_argument("--synthetic-calib", action="store_true", help="use generated poses (calib.synthetic_poses)")
+    p.add_argument("--quantizer", choices=("ort", "modelopt"), default="ort")
+    p.add_argument("--batch", default="1,8,64", help="engine profile MIN,OPT,MAX batch (default 1,8,64)")
+    p.add_argument("--workspace-mib", type=int, default=1024)
+    p.add_argument("--check-trt", action="store_true", help="TensorRT preflight of every artifact (no TensorRT needed)")
+    p.add_argument("--trt-version", help="preflight target when TensorRT is absent: 10, 10.15, 11 (default 10)")
+    p.add_argument("--no-parity", action="store_true", help="skip the onnxruntime vs PyTorch parity check")
+    p.add_argument("--max-drift-mm", type=float, default=1.0, help="INT8 target: MPJPE vs FP32 (default 1.0)")
+    p.add_argument("--min-token-agreement", type=float, default=0.98, help="INT8 target (default 0.98)")
+    p.add_argument("--fallback-trials", type=int, default=24, help="max layers tried in FP32 fallback (0: off)")
+    p.add_argument("--seed", type=int, default=0)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.calib_size < 1:
+            raise BadInput("--calib-size must be >= 1")
+        if args.trt_version:
+            try:
+                target_for(args.trt_version)
+            except ValueError as e:
+                raise BadInput(str(e)) from None
+        try:
+            batch = parse_batch(args.batch)
+        except ValueError as e:
+            raise BadInput(str(e)) from None
+        opts = Options(
+            out=args.out, checkpoint=args.checkpoint, random_weights=args.random_weights, seed=args.seed,
+            artifacts=tuple(a for a in args.artifacts.split(",") if a), onnx_only=args.onnx_only,
+            fp16=args.fp16, int8=args.int8, calib_size=args.calib_size, calib_method=args.calib_method,
+            calib_data=args.calib_data, dataset=args.dataset, eval_data=args.eval_data,
+            synthetic=args.synthetic_calib,
+            quantizer=args.quantizer, batch=batch, workspace_mib=args.workspace_mib,
+            check_trt=args.check_trt, trt_version=args.trt_version, parity=not args.no_parity,
+            max_mpjpe_mm=args.max_drift_mm, min_agreement=args.min_token_agreement,
+            fallback_trials=args.fallback_trials,
+        )  # fmt: skip
+        result = run(opts)
+    except (BadInput, CalibrationDataError, OutputDirError, UnsupportedTensorRTVersion, UnsupportedModelError) as e:
+        print(f"hipart-export: error: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except EngineBuildError as e:
+        print(f"hipart-export: engine build failed: {e}", file=sys.stderr)
+        return EXIT_ERROR
+    print(format_table(result))
+    return result.exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

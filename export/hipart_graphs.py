@@ -1,0 +1,188 @@
+"""Export-friendly views of a HiPART model: the graphs behind densify/decode_step/lift/hipart.onnx.
+
+They reuse the model's own sub-modules and weights; only the decode loop is re-expressed so that it
+traces to a static graph: the KV cache is a value (not a module buffer of a fixed batch), written by
+concatenation at constant positions (unrolled graph) or by a one-hot blend at an input position
+(step graph), batch-first at the graph boundary. Parity with `HiPART.forward` is tested.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from hipart.models.generator import HiARM
+from hipart.models.hipart import HiPART
+
+
+class UnsupportedModelError(ValueError):
+    """The model configuration has no static-graph export (e.g. classification-mode generator)."""
+
+
+def _require_exportable(gen: HiARM) -> None:
+    cfg = gen.config
+    if cfg.mode != "autoregressive" or not cfg.sparse_to_dense:
+        raise UnsupportedModelError(
+            f"export supports the autoregressive sparse-to-dense generator; got mode={cfg.mode!r}, "
+            f"sparse_to_dense={cfg.sparse_to_dense}"
+        )
+
+
+class CachedBlock(nn.Module):
+    """TransformerBlock.forward_cached with the cache write supplied as a function (no in-place buffers).
+
+    A module of its own so exported node names keep the layer ('/gcsab.3/attn/qkv/MatMul'), which the
+    INT8 sensitivity report groups by.
+    """
+
+    def __init__(self, blk):
+        super().__init__()
+        self.blk = blk
+
+    def forward(self, x, k_cache, v_cache, write, mask):
+        blk = self.blk
+        q, k, v = blk.attn._split(blk.norm1(x))  # [B, H, 1, hd]
+        k_cache, v_cache = write(k_cache, k), write(v_cache, v)
+        x = x + blk.attn._attend(q, k_cache, v_cache, mask)
+        return x + blk.mlp(blk.norm2(x)), k_cache, v_cache
+
+
+def _gcsab_step(gen: HiARM, blocks: nn.ModuleList, x, k_cache, v_cache, write, mask):
+    """x [B,1,D]; caches [B, L, H, T, hd] -> h [B, D] and the updated caches."""
+    ks, vs = [], []
+    for layer, blk in enumerate(blocks):
+        x, k, v = blk(x, k_cache[:, layer], v_cache[:, layer], write, mask)
+        ks.append(k)
+        vs.append(v)
+    return gen.gcsab_norm(x)[:, 0], torch.stack(ks, 1), torch.stack(vs, 1)
+
+
+def _predict_pair(gen: HiARM, h, part):
+    """Greedy sparse token, then the r dense tokens conditioned on it (same calls as HiARM.predict_pair)."""
+    hh = h[:, None]
+    ls, _ = gen.run_head(hh, part, None, None, 1)
+    q_s = ls.argmax(-1)
+    _, ld = gen.run_head(hh, part, q_s, None, 1 + gen.r)
+    return q_s[:, 0], ld.argmax(-1)[:, 0], ls[:, 0], ld[:, 0]
+
+
+def empty_cache(gen: HiARM, batch: int, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Zero K/V caches [B, layers, heads, 17, head_dim] (the decode_step graph's cache layout)."""
+    c = gen.config
+    shape = (batch, c.gcsab_blocks, c.heads, gen.max_len, c.dim // c.heads)
+    return like.new_zeros(shape), like.new_zeros(shape)
+
+
+class DensifyGraph(nn.Module):
+    """x_s [B,17,2] -> (dense [B,48,2], fine [B,96,2], q_s [B,16], q_d [B,48]); all decode steps unrolled."""
+
+    def __init__(self, model: HiPART):
+        super().__init__()
+        _require_exportable(model.generator)
+        self.model = model
+        self.gcsab = nn.ModuleList(CachedBlock(b) for b in model.generator.gcsab)
+
+    def tokens(self, x_s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        gen = self.model.generator
+        b, p, r, t = x_s.shape[0], gen.num_parts, gen.r, gen.max_len
+        k_cache, v_cache = empty_cache(gen, b, x_s)
+        x = (gen.embed_sos(x_s) + gen.pos_emb[0])[:, None]
+        qs, qd = [], []
+        for i in range(p):
+
+            def write(cache, new, i=i):  # static position i: slice + concat, no scatter
+                return torch.cat([cache[:, :, :i], new, cache[:, :, i + 1 : t]], 2)
+
+            mask = (torch.arange(t) <= i).view(1, 1, 1, t)
+            h, k_cache, v_cache = _gcsab_step(gen, self.gcsab, x, k_cache, v_cache, write, mask)
+            part = gen.order[i].reshape(1)
+            q_s, q_d, _, _ = _predict_pair(gen, h, part)
+            qs.append(q_s)
+            qd.append(q_d)
+            if i + 1 < p:
+                x = gen.embed_pairs(q_s[:, None], q_d[:, None], part) + gen.pos_emb[i + 1]
+        q_s = torch.stack(qs, 1)[:, gen.inv_order]
+        q_d = torch.stack(qd, 1)[:, gen.inv_order].reshape(b, p * r)
+        return q_s, q_d
+
+    def forward(self, x_s: torch.Tensor):
+        q_s, q_d = self.tokens(x_s)
+        x_d, x_f = self.model.tokenizer.decode(q_s, q_d)
+        return x_d, x_f, q_s, q_d
+
+
+class DecodeStepGraph(nn.Module):
+    """One decode step for looping runtimes.
+
+    (x_s [B,17,2], step [1] int64, prev_q_s [B], prev_q_d [B,r], past_k, past_v [B,L,H,17,hd])
+    -> (q_s [B], q_d [B,r], logits_s [B,Ks], logits_d [B,r,Kd], present_k, present_v).
+    Step 0 embeds SOS from x_s and ignores prev_*; step i > 0 embeds the pair decoded at step i-1.
+    Token ids are in generation order; part `order[step]` is the part predicted at this step.
+    """
+
+    def __init__(self, model: HiPART):
+        super().__init__()
+        _require_exportable(model.generator)
+        self.model = model
+        self.gcsab = nn.ModuleList(CachedBlock(b) for b in model.generator.gcsab)
+
+    def forward(self, x_s, step, prev_q_s, prev_q_d, past_k, past_v):
+        gen = self.model.generator
+        t = gen.max_len
+        slots = torch.arange(t)
+        prev_part = gen.order[(step - 1).clamp(min=0)]
+        g_pair = gen.embed_pairs(prev_q_s[:, None], prev_q_d[:, None], prev_part)[:, 0]
+        g = torch.where(step == 0, gen.embed_sos(x_s), g_pair)
+        x = (g + gen.pos_emb[step])[:, None]  # [B, 1, D]
+        onehot = (slots == step).to(x.dtype).view(1, 1, t, 1)
+
+        def write(cache, new):
+            return cache * (1 - onehot) + new * onehot
+
+        mask = (slots <= step).view(1, 1, 1, t)
+        h, k, v = _gcsab_step(gen, self.gcsab, x, past_k, past_v, write, mask)
+        q_s, q_d, ls, ld = _predict_pair(gen, h, gen.order[step])
+        return q_s, q_d, ls, ld, k, v
+
+
+class LiftGraph(nn.Module):
+    """[B, N, 2] hierarchical 2D points (x_s, dense, fine concatenated) -> pose3d [B, 17, 3]."""
+
+    def __init__(self, model: HiPART):
+        super().__init__()
+        self.lifter = model.lifter
+
+    def forward(self, points: torch.Tensor) -> torch.Tensor:
+        return self.lifter(points)
+
+
+class HiPARTGraph(nn.Module):
+    """x_s -> (dense, fine, pose3d, q_s, q_d): densify and lift in one graph."""
+
+    def __init__(self, model: HiPART):
+        super().__init__()
+        self.densify = DensifyGraph(model)
+        self.model = model
+
+    def forward(self, x_s: torch.Tensor):
+        x_d, x_f, q_s, q_d = self.densify(x_s)
+        return x_d, x_f, self.model.lift(x_s, x_d, x_f), q_s, q_d
+
+
+def run_step_loop(step_fn, gen: HiARM, x_s):
+    """Drive a decode-step callable for all parts; returns (q_s [B,16], q_d [B,48]) in canonical order.
+
+    `step_fn(x_s, step, prev_q_s, prev_q_d, past_k, past_v)` returns at least (q_s, q_d, _, _, k, v); it can
+    be the PyTorch DecodeStepGraph or an onnxruntime session adapter, with numpy or torch values alike.
+    """
+    b, p, r = x_s.shape[0], gen.num_parts, gen.r
+    k, v = (c.numpy() for c in empty_cache(gen, b, torch.zeros(1)))
+    q_s, q_d = np.zeros(b, np.int64), np.zeros((b, r), np.int64)
+    qs, qd = [], []
+    for i in range(p):
+        q_s, q_d, _, _, k, v = step_fn(x_s, np.array([i], np.int64), q_s, q_d, k, v)[:6]
+        qs.append(q_s)
+        qd.append(q_d)
+    inv = gen.inv_order.numpy()
+    return np.stack(qs, 1)[:, inv], np.stack(qd, 1)[:, inv].reshape(b, p * r)

@@ -1,0 +1,290 @@
+"""The hipart-export chain as a library: ONNX -> (FP16, INT8 calibration -> Q/DQ -> drift) -> preflight -> engines."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import onnx
+import torch
+
+from calib import drift as drift_mod
+from calib.artifact_feeds import feeds_for
+from calib.calibration_set import DEFAULT_SIZE, CalibrationDataError, load_calibration, save_calibration
+from calib.fp16 import convert_file
+from calib.quantize import METHODS, quantize_modelopt, quantize_qdq
+from calib.synthetic_poses import TRAIN_SUBJECTS, VAL_SUBJECTS, synthetic_poses
+from export.artifacts import ARTIFACTS, Artifact, export_all
+from export.atomic_write import ensure_writable_dir
+from export.engine_cache import EngineCache
+from export.trt_builder import (
+    BuildSettings,
+    TensorRTUnavailable,
+    build_engine,
+    engine_key,
+    import_tensorrt,
+)
+from export.trt_preflight import preflight
+from hipart.checkpoint import load_checkpoint, model_hash
+from hipart.models.config import HiPARTConfig
+from hipart.models.hipart import HiPART
+
+# Exit codes scripts can rely on.
+EXIT_OK, EXIT_ERROR, EXIT_BAD_INPUT, EXIT_PARITY, EXIT_PREFLIGHT, EXIT_DRIFT = 0, 1, 2, 3, 4, 5
+
+
+class BadInput(ValueError):
+    """A user-facing input problem (checkpoint, output dir, calibration data, options)."""
+
+
+@dataclass
+class Options:
+    """Everything hipart-export can be asked to do (CLI flags map 1:1)."""
+
+    out: Path = Path("exported")
+    checkpoint: Path | None = None
+    random_weights: str | None = None  # "tiny" | "paper": untrained model, for tests and plumbing checks
+    seed: int = 0
+    artifacts: tuple[str, ...] = ARTIFACTS
+    onnx_only: bool = False
+    fp16: bool = False
+    int8: bool = False
+    calib_size: int = DEFAULT_SIZE
+    calib_method: str = "minmax"
+    calib_data: Path | None = None
+    dataset: Path | None = None  # a `hipart-data build` directory: calibrate on train, drift on val
+    eval_data: Path | None = None
+    synthetic: bool = False
+    quantizer: str = "ort"
+    batch: tuple[int, int, int] = (1, 8, 64)
+    workspace_mib: int = 1024
+    check_trt: bool = False
+    trt_version: str | None = None
+    parity: bool = True
+    max_mpjpe_mm: float = 1.0
+    min_agreement: float = 0.98
+    fallback_trials: int = 24
+
+
+@dataclass
+class Row:
+    """One line of the final summary table."""
+
+    file: str
+    precision: str
+    size_bytes: int
+    parity: str = "-"
+    drift: str = "-"
+    status: str = "ok"
+
+
+@dataclass
+class Result:
+    """What the chain produced and the exit code it implies."""
+
+    rows: list[Row] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    exit_code: int = EXIT_OK
+
+    def fail(self, code: int) -> None:
+        """Record a failure; the first failure's code wins."""
+        if self.exit_code == EXIT_OK:
+            self.exit_code = code
+
+
+def load_model(opts: Options) -> tuple[HiPART, str]:
+    """The model to export and a one-line description of where it came from."""
+    if opts.checkpoint is not None:
+        from hipart.checkpoint import CheckpointError
+
+        try:
+            model, meta = load_checkpoint(opts.checkpoint)
+        except CheckpointError as e:
+            raise BadInput(str(e)) from None
+        return model, f"checkpoint {opts.checkpoint} (data version {meta.get('data_version')})"
+    if opts.random_weights in ("tiny", "paper"):
+        torch.manual_seed(opts.seed)
+        cfg = HiPARTConfig.tiny() if opts.random_weights == "tiny" else HiPARTConfig()
+        return HiPART(cfg).eval(), f"{opts.random_weights} config with RANDOM weights (seed {opts.seed})"
+    raise BadInput("no model: pass --checkpoint PATH (a hipart checkpoint) or --random-weights tiny|paper")
+
+
+def _pose_sets(opts: Options) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None, str]:
+    """(calibration x_s, eval x_s, eval pose3d, description)."""
+    if opts.dataset is not None:
+        from calib.calibration_set import greedy_k_center
+        from calib.dataset_poses import split_poses
+
+        train_x, _ = split_poses(opts.dataset, "train")  # the train split is subject-disjoint from val/test
+        if len(train_x) < opts.calib_size:
+            raise CalibrationDataError(
+                f"calibration data too small: {len(train_x)} training poses < requested {opts.calib_size}"
+            )
+        val_x, val_p3d = split_poses(opts.dataset, "val")
+        calib = train_x[greedy_k_center(train_x, opts.calib_size)]
+        return calib, val_x, val_p3d, f"dataset {opts.dataset} (k-center over train, drift on val)"
+    if opts.calib_data is not None:
+        calib = load_calibration(opts.calib_data, ["x_s"], min_size=opts.calib_size)["x_s"][: opts.calib_size]
+        ev = gt = None
+        if opts.eval_data is not None:
+            with np.load(opts.eval_data) as z:
+                if "x_s" not in z.files:
+                    raise CalibrationDataError(f"{opts.eval_data} lacks x_s")
+                ev, gt = z["x_s"], (z["pose3d"] if "pose3d" in z.files else None)
+        return calib, ev, gt, f"calibration {opts.calib_data}"
+    if opts.synthetic:
+        from calib.calibration_set import select_training
+
+        ps = synthetic_poses(max(2 * opts.calib_size, 256) + 256, seed=opts.seed)
+        idx = select_training(ps.x_s, ps.subjects, TRAIN_SUBJECTS, opts.calib_size)
+        val = np.isin(ps.subjects, VAL_SUBJECTS)
+        return ps.x_s[idx], ps.x_s[val][:256], ps.pose3d[val][:256], "SYNTHETIC poses (calib.synthetic_poses)"
+    raise CalibrationDataError(
+        "calibration data absent: pass --dataset DIR (built by hipart-data), --calib-data NPZ (x_s from training "
+        "subjects, see calib.calibration_set) "
+        "or --synthetic-calib for a plumbing run on generated poses"
+    )
+
+
+def _drift_text(d: drift_mod.Drift) -> str:
+    parts = []
+    if d.token_agreement is not None:
+        parts.append(f"tok {100 * d.token_agreement:.2f}%")
+    if d.mpjpe_vs_fp32_mm is not None:
+        parts.append(f"3D {d.mpjpe_vs_fp32_mm:.2f}mm")
+    elif d.mean_abs_err:
+        parts.append(f"mean|err| {max(d.mean_abs_err.values()):.2e}")
+    return ", ".join(parts) or "-"
+
+
+def run(opts: Options, log: Callable[[str], None] = lambda m: print(f"[hipart-export] {m}", file=sys.stderr)):
+    """Run the requested chain; raises BadInput / CalibrationDataError for input problems."""
+    if opts.calib_method not in METHODS:
+        raise BadInput(f"--calib-method must be one of {sorted(METHODS)}")
+    unknown = set(opts.artifacts) - set(ARTIFACTS)
+    if unknown:
+        raise BadInput(f"unknown artifacts {sorted(unknown)}; choose from {list(ARTIFACTS)}")
+    model, source = load_model(opts)
+    out = ensure_writable_dir(opts.out)
+    mhash = model_hash(model)
+    log(f"model: {source}; hash {mhash}")
+    res = Result()
+    # Calibration data is checked before any export work so a bad input fails fast and leaves nothing.
+    want_drift = opts.fp16 and (opts.synthetic or opts.dataset is not None)
+    pose_sets = _pose_sets(opts) if opts.int8 or want_drift else None
+
+    exported: list[Artifact] = export_all(model, out, mhash, opts.artifacts, parity=opts.parity, progress=log)
+    written: dict[tuple[str, str], Path] = {}
+    for a in exported:
+        ok = a.parity is None or a.parity.ok()
+        par = "-" if a.parity is None else f"{a.parity.worst_rel:.1e} rel, tokens {'==' if ok else '!='}"
+        res.rows.append(Row(a.path.name, "fp32", a.size_bytes, par, status="ok" if ok else "PARITY FAIL"))
+        if not ok:
+            a.path.unlink()
+            res.fail(EXIT_PARITY)
+        else:
+            written[(a.name, "fp32")] = a.path
+    if res.exit_code:
+        return res
+
+    if not opts.onnx_only and (opts.fp16 or opts.int8):
+        calib_x, eval_x, eval_gt, data_desc = pose_sets if pose_sets else (None, None, None, "")
+        if pose_sets:
+            log(f"data: {data_desc}; {len(calib_x)} calibration poses, "
+                f"{0 if eval_x is None else len(eval_x)} evaluation poses")  # fmt: skip
+        for name in opts.artifacts:
+            fp32 = written[(name, "fp32")]
+            eval_feeds = feeds_for(model, name, eval_x) if eval_x is not None else None
+            gt = eval_gt if name in ("hipart", "lift") else None
+            if opts.fp16:
+                log(f"fp16 mixed precision {name}")
+                p = convert_file(fp32, out / f"{name}.fp16.onnx")
+                written[(name, "fp16")] = p
+                row = Row(p.name, "fp16-mixed", p.stat().st_size)
+                if eval_feeds is not None:
+                    d = drift_mod.report({"fp32": fp32, "fp16": p}, eval_feeds, gt)["fp16"]
+                    row.drift = _drift_text(d)
+                res.rows.append(row)
+            if opts.int8:
+                calib = feeds_for(model, name, calib_x)
+                if isinstance(calib, dict):
+                    save_calibration(out / f"calib_{name}.npz", calib, source=data_desc, method="greedy k-center")
+                p = out / f"{name}.int8.onnx"
+                log(f"int8 Q/DQ {name} ({opts.quantizer}, {opts.calib_method}, {len(calib_x)} poses)")
+                if opts.quantizer == "modelopt":
+                    quantize_modelopt(fp32, p, calib, opts.calib_method)
+                else:
+                    quantize_qdq(fp32, p, calib, opts.calib_method)
+                row = Row(p.name, "int8-qdq", 0)
+                if eval_feeds is not None:
+                    fb = drift_mod.fallback(
+                        fp32, p, p, eval_feeds, opts.max_mpjpe_mm, opts.min_agreement,
+                        max_trials=opts.fallback_trials, progress=log,
+                    )  # fmt: skip
+                    row.drift = _drift_text(fb.drift) + (f", {len(fb.kept_fp32)} layers fp32" if fb.kept_fp32 else "")
+                    if not fb.met:
+                        row.status = "DRIFT > target"
+                        res.fail(EXIT_DRIFT)
+                row.size_bytes = p.stat().st_size
+                written[(name, "int8")] = p
+                res.rows.append(row)
+
+    if opts.check_trt or not opts.onnx_only:
+        _preflight_and_engines(opts, written, mhash, res, log)
+    return res
+
+
+def _preflight_and_engines(opts: Options, written, mhash: str, res: Result, log) -> None:
+    try:
+        trt = import_tensorrt()
+        trt_version = trt.__version__
+    except TensorRTUnavailable as e:
+        trt, trt_version = None, opts.trt_version or "10"
+        missing = str(e).split(":")[0]
+    target = opts.trt_version or trt_version
+    for path in written.values():
+        rep = preflight(onnx.load(str(path)), target)
+        if opts.check_trt or not rep.ok:
+            log(rep.format().replace("TensorRT preflight", f"TensorRT preflight {path.name}"))
+        if not rep.ok:
+            res.fail(EXIT_PREFLIGHT)
+            for row in res.rows:
+                if row.file == path.name:
+                    row.status = "PREFLIGHT FAIL"
+    if opts.onnx_only or res.exit_code == EXIT_PREFLIGHT:
+        return
+    precisions = [p for p, flag in (("fp16", opts.fp16), ("int8", opts.int8)) if flag] or ["fp32"]
+    if trt is None:
+        for prec in precisions:
+            files = [str(p) for (n, q), p in written.items() if q == (prec if prec != "fp16" else "fp16")]
+            files = files or [str(p) for (n, q), p in written.items() if q == "fp32"]
+            res.notes.append(f"engine step skipped: {missing}; {prec} ONNX written to {', '.join(files)}")
+        return
+    cache = EngineCache(opts.out / "engines")
+    major = int(trt_version.split(".")[0])
+    for prec in precisions:
+        for name in opts.artifacts:
+            src = written.get((name, prec)) if (prec != "fp16" or major >= 11) else written[(name, "fp32")]
+            src = src or written[(name, "fp32")]
+            key = engine_key(mhash, prec, trt_version)
+            if cache.lookup(name, key):
+                log(f"engine cache hit: {name} {prec}")
+                continue
+            log(f"building TensorRT {trt_version} {prec} engine for {name} from {src.name}")
+            settings = BuildSettings(prec, opts.batch, opts.workspace_mib, opts.out / "engines" / "timing.cache")
+            engine = build_engine(src, settings, trt)
+            path = cache.store(name, key, engine, {"onnx": src.name, "batch": list(opts.batch)})
+            res.rows.append(Row(path.name, f"engine-{prec}", path.stat().st_size))
+
+
+def format_table(res: Result) -> str:
+    """The final summary table."""
+    head = f"{'artifact':34s} {'precision':11s} {'size':>10s}  {'parity (max rel)':24s} {'drift vs fp32':34s} status"
+    lines = [head, "-" * len(head)]
+    for r in res.rows:
+        size = f"{r.size_bytes / 1e6:.2f} MB"
+        lines.append(f"{r.file:34s} {r.precision:11s} {size:>10s}  {r.parity:24s} {r.drift:34s} {r.status}")
+    return "\n".join(lines + res.notes)
