@@ -1,0 +1,145 @@
+"""onnxruntime backend: runs the exported `hipart.onnx` (or `densify.onnx` + `lift.onnx`) on CPU or CUDA EP."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edge.backends.base import Backend, BackendError, BackendUnavailable, Result
+
+# Output names of the artifacts (ARCHITECTURE.md §5); aliases accepted so either naming works.
+_ALIASES = {
+    "dense": ("dense", "x_d"),
+    "fine": ("fine", "x_f"),
+    "pose3d": ("pose3d", "pose_3d", "x_3d"),
+    "q_s": ("q_s",),
+    "q_d": ("q_d",),
+}
+
+
+def _import_ort() -> Any:
+    try:
+        import onnxruntime as ort
+    except ImportError as e:
+        raise BackendUnavailable(f"onnxruntime backend: onnxruntime is not installed ({e})") from None
+    return ort
+
+
+def find_artifacts(path: str | os.PathLike) -> dict[str, Path]:
+    """The ONNX files found at `path` (a directory or a .onnx file): 'hipart' or 'densify' + 'lift'."""
+    p = Path(path)
+    if p.is_file():
+        return {"hipart": p}
+    found = {name: p / f"{name}.onnx" for name in ("hipart", "densify", "lift") if (p / f"{name}.onnx").is_file()}
+    if "hipart" in found:
+        return {"hipart": found["hipart"]}
+    if "densify" in found and "lift" in found:
+        return {"densify": found["densify"], "lift": found["lift"]}
+    raise BackendError(
+        f"onnxruntime backend: no hipart.onnx (or densify.onnx + lift.onnx) in {p}; build them with `hipart-export`"
+    )
+
+
+class OnnxRuntimeBackend(Backend):
+    """HiPART through onnxruntime; one session for hipart.onnx, or two (densify, lift) for stage timings."""
+
+    name = "onnxruntime"
+
+    def __init__(
+        self,
+        artifacts: str | os.PathLike,
+        device: str = "cpu",
+        threads: int | None = None,
+        model_hash: str = "unknown",
+        min_conf: float = 0.3,
+    ):
+        super().__init__(model_hash, min_conf)
+        ort = _import_ort()
+        self._ort = ort
+        files = find_artifacts(artifacts)
+        providers = ["CPUExecutionProvider"]
+        if device == "auto":
+            device = "cuda" if "CUDAExecutionProvider" in ort.get_available_providers() else "cpu"
+        if device.startswith("cuda"):
+            if "CUDAExecutionProvider" not in ort.get_available_providers():
+                raise BackendUnavailable("onnxruntime backend: CUDA EP not available (install onnxruntime-gpu)")
+            providers = ["CUDAExecutionProvider", "CPUExecutionProvider"]
+        self.device = device
+        opts = ort.SessionOptions()
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        opts.intra_op_num_threads = threads or (os.cpu_count() or 1)
+        opts.log_severity_level = 3
+        self.sessions = {}
+        for name, f in files.items():
+            try:
+                self.sessions[name] = ort.InferenceSession(str(f), sess_options=opts, providers=providers)
+            except Exception as e:  # InvalidProtobuf, Fail, NoSuchFile, ... all mean the same to a user
+                first = str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
+                raise BackendError(
+                    f"onnxruntime backend: cannot load {f} (corrupt or not an ONNX model?): {first}"
+                ) from None
+        self.files = files
+        self.artifact_hash = self._artifact_hash()
+
+    def _artifact_hash(self) -> str | None:
+        """The model hash hipart-export wrote into the ONNX metadata (`hipart.model_hash`), if any."""
+        for sess in self.sessions.values():
+            h = sess.get_modelmeta().custom_metadata_map.get("hipart.model_hash")
+            if h:
+                return h
+        return None
+
+    @staticmethod
+    def _outputs(sess: Any, values: list[np.ndarray]) -> dict[str, np.ndarray]:
+        names = [o.name for o in sess.get_outputs()]
+        out = {}
+        for key, aliases in _ALIASES.items():
+            for a in aliases:
+                if a in names:
+                    out[key] = values[names.index(a)]
+                    break
+        return out
+
+    def _input_name(self, sess: Any) -> str:
+        return sess.get_inputs()[0].name
+
+    def _infer(self, x_s: np.ndarray) -> Result:
+        timings = {}
+        if "hipart" in self.sessions:
+            s = self.sessions["hipart"]
+            t0 = time.perf_counter()
+            out = self._outputs(s, s.run(None, {self._input_name(s): x_s}))
+            timings["hipart"] = (time.perf_counter() - t0) * 1e3
+        else:
+            s, lift = self.sessions["densify"], self.sessions["lift"]
+            t0 = time.perf_counter()
+            out = self._outputs(s, s.run(None, {self._input_name(s): x_s}))
+            t1 = time.perf_counter()
+            pts = np.concatenate([x_s, out["dense"], out["fine"]], 1).astype(np.float32)
+            out["pose3d"] = lift.run(None, {self._input_name(lift): pts})[0]
+            timings.update(densify=(t1 - t0) * 1e3, lift=(time.perf_counter() - t1) * 1e3)
+        missing = sorted(set(_ALIASES) - set(out))
+        if missing:
+            raise BackendError(f"onnxruntime backend: model outputs lack {missing}; re-export with `hipart-export`")
+        return Result(
+            dense=out["dense"].astype(np.float32),
+            fine=out["fine"].astype(np.float32),
+            pose3d=out["pose3d"].astype(np.float32),
+            tokens=np.concatenate([out["q_s"], out["q_d"]], 1).astype(np.int64),
+            timings=timings,
+        )
+
+    def info(self) -> dict[str, Any]:
+        """Adds the onnxruntime version, execution providers and artifact files."""
+        s = next(iter(self.sessions.values()))
+        return {
+            **super().info(),
+            "onnxruntime": self._ort.__version__,
+            "providers": s.get_providers(),
+            "artifacts": {k: str(v) for k, v in self.files.items()},
+            "artifact_model_hash": self.artifact_hash,
+        }

@@ -1,0 +1,57 @@
+"""Reference backend: the PyTorch HiPART module (CPU or CUDA), eager, with per-stage timings."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+import torch
+
+from edge.backends.base import Backend, BackendUnavailable, Result
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+class TorchBackend(Backend):
+    """HiPART in PyTorch eager mode; the reference every other backend is tested against."""
+
+    name = "torch"
+
+    def __init__(self, model: torch.nn.Module, device: str = "cpu", model_hash: str = "unknown", min_conf: float = 0.3):
+        super().__init__(model_hash, min_conf)
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            raise BackendUnavailable("torch backend: CUDA requested but torch.cuda.is_available() is False")
+        self._device = torch.device(device)
+        self.device = device
+        self.model = model.to(self._device).eval()
+
+    @torch.no_grad()  # not inference_mode: the model keeps its KV cache between calls
+    def _infer(self, x_s: np.ndarray) -> Result:
+        dev = self._device
+        x = torch.from_numpy(x_s).to(dev)
+        m = self.model
+        t0 = time.perf_counter()
+        q_s, q_d = m.generator.generate(x)
+        _sync(dev)
+        t1 = time.perf_counter()
+        dense, fine = m.tokenizer.decode(q_s, q_d)
+        _sync(dev)
+        t2 = time.perf_counter()
+        pose3d = m.lift(x, dense, fine)
+        _sync(dev)
+        t3 = time.perf_counter()
+        return Result(
+            dense=dense.float().cpu().numpy(),
+            fine=fine.float().cpu().numpy(),
+            pose3d=pose3d.float().cpu().numpy(),
+            tokens=torch.cat([q_s, q_d], 1).long().cpu().numpy(),
+            timings={"decode": (t1 - t0) * 1e3, "msst": (t2 - t1) * 1e3, "lift": (t3 - t2) * 1e3},
+        )
+
+    def info(self) -> dict[str, Any]:
+        """Adds the torch version and thread count."""
+        return {**super().info(), "torch": torch.__version__, "threads": torch.get_num_threads()}

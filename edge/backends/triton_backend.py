@@ -1,0 +1,103 @@
+"""Triton backend: the HiARM decode on the fused Triton kernels of `kernels/`, the rest in torch.
+
+`kernels.decode_driver.TritonDecoder` runs Algorithm 1 with the fused cached-attention and
+head-argmax kernels (one CUDA graph per batch size on GPU); the MSST decoders and the lifter stay in
+torch. On a machine without CUDA it runs only under Triton's CPU interpreter (TRITON_INTERPRET=1,
+for tests): far too slow to be useful, which `auto` knows.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+import torch
+
+from edge.backends.base import BackendUnavailable, Result
+from edge.backends.torch_backend import TorchBackend, _sync
+
+
+def _interpreting() -> bool:
+    try:
+        from kernels.triton_support import interpreting
+    except ImportError:
+        return False
+    return interpreting()
+
+
+def _decoder_class() -> Any:
+    try:
+        import triton  # noqa: F401
+    except ImportError:
+        raise BackendUnavailable("triton backend: the `triton` package is not installed (pip install triton)") from None
+    try:
+        from kernels.decode_driver import TritonDecoder
+    except ImportError as e:
+        raise BackendUnavailable(f"triton backend: kernels.decode_driver is not available ({e})") from None
+    return TritonDecoder
+
+
+class TritonBackend(TorchBackend):
+    """HiPART with the autoregressive decode in fused Triton kernels (CUDA; CPU only under the interpreter)."""
+
+    name = "triton"
+
+    @classmethod
+    def availability(cls, allow_interpreter: bool = True) -> tuple[bool, str]:
+        """Needs the triton package, kernels/ and CUDA (or Triton's CPU interpreter when allowed)."""
+        try:
+            _decoder_class()
+        except BackendUnavailable as e:
+            return False, str(e)
+        if torch.cuda.is_available() or (allow_interpreter and _interpreting()):
+            return True, ""
+        return False, "triton backend: needs a CUDA GPU (torch.cuda.is_available() is False)"
+
+    def __init__(
+        self, model: torch.nn.Module, device: str | None = None, model_hash: str = "unknown", min_conf: float = 0.3
+    ):
+        ok, why = self.availability()
+        if not ok:
+            raise BackendUnavailable(why)
+        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        super().__init__(model, device, model_hash, min_conf)
+        self._decoder_cls = _decoder_class()
+        self._decoders: dict[int, Any] = {}  # one per batch size: static buffers (+ a CUDA graph on GPU)
+
+    def _decoder(self, batch: int) -> Any:
+        if batch not in self._decoders:
+            try:
+                self._decoders[batch] = self._decoder_cls(self.model.generator, batch)
+            except NotImplementedError as e:
+                raise BackendUnavailable(f"triton backend: {e}") from None
+        return self._decoders[batch]
+
+    @torch.no_grad()  # not inference_mode: the model keeps its KV cache between calls
+    def _infer(self, x_s: np.ndarray) -> Result:
+        dev = self._device
+        x = torch.from_numpy(x_s).to(dev)
+        m = self.model
+        t0 = time.perf_counter()
+        q_s, q_d = self._decoder(x.shape[0])(x)
+        _sync(dev)
+        t1 = time.perf_counter()
+        dense, fine = m.tokenizer.decode(q_s, q_d)
+        _sync(dev)
+        t2 = time.perf_counter()
+        pose3d = m.lift(x, dense, fine)
+        _sync(dev)
+        t3 = time.perf_counter()
+        return Result(
+            dense=dense.float().cpu().numpy(),
+            fine=fine.float().cpu().numpy(),
+            pose3d=pose3d.float().cpu().numpy(),
+            tokens=torch.cat([q_s, q_d], 1).long().cpu().numpy(),
+            timings={"decode": (t1 - t0) * 1e3, "msst": (t2 - t1) * 1e3, "lift": (t3 - t2) * 1e3},
+        )
+
+    def info(self) -> dict[str, Any]:
+        """Adds the triton version and whether the CPU interpreter is in use."""
+        import triton
+
+        return {**super().info(), "triton": triton.__version__, "interpreter": _interpreting()}

@@ -1,0 +1,110 @@
+"""hipart-bench: every HiPART backend side by side on the same inputs (Markdown table + JSON)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from edge.backends import BACKENDS
+
+
+def _ints(s: str) -> list[int]:
+    try:
+        v = [int(x) for x in s.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {s!r}") from None
+    if not v or min(v) < 1:
+        raise argparse.ArgumentTypeError("batch sizes must be >= 1")
+    return v
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The hipart-bench argument parser."""
+    p = argparse.ArgumentParser(prog="hipart-bench", description="Benchmark HiPART backends side by side.")
+    p.add_argument("--backends", default="torch,onnxruntime", help=f"comma list from {','.join(BACKENDS)} or 'all'")
+    p.add_argument("--batch", type=_ints, default=[1, 8, 64], help="batch sizes, e.g. 1,8,64,256 (default 1,8,64)")
+    p.add_argument(
+        "--precision",
+        default="fp32",
+        choices=["fp32", "fp16", "int8"],
+        help="engine precision for tensorrt (CPU backends run fp32)",
+    )
+    p.add_argument("--iters", type=int, default=50, help="timed calls per cell (default 50)")
+    p.add_argument("--warmup", type=int, default=5, help="untimed warm-up calls (default 5)")
+    p.add_argument("--max-seconds", type=float, default=20.0, help="time cap per cell (default 20 s)")
+    p.add_argument("--artifacts", help="folder with hipart.onnx / *.engine (default $HIPART_ARTIFACTS or ./artifacts)")
+    p.add_argument("--checkpoint", help="HiPART checkpoint (default bundled; random weights if none)")
+    p.add_argument("--config", default="paper", choices=["paper", "tiny"], help="model size when no checkpoint exists")
+    p.add_argument("--device", default="auto", help="cpu or cuda (default auto)")
+    p.add_argument("--threads", type=int, help="CPU threads for torch and onnxruntime (default: all cores)")
+    p.add_argument("--json", help="also write the report as JSON to this path")
+    p.add_argument(
+        "--pipeline", action="store_true", help="also time the full video path (detector + HiPART + outputs)"
+    )
+    p.add_argument("--source", help="video for --pipeline (default: a rendered 640x480 synthetic clip)")
+    p.add_argument("--frames", type=int, default=150, help="frames for --pipeline (default 150)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: prints the Markdown table; exit 2 on bad arguments or model."""
+    args = build_parser().parse_args(argv)
+    os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")  # OpenCV's own warnings; ours are clearer
+    from edge.bench import bench_pipeline, run_bench, to_markdown
+    from edge.sinks import SinkError, check_writable
+    from edge.weights import load_model
+
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    names = list(BACKENDS) if args.backends == "all" else [b.strip() for b in args.backends.split(",") if b.strip()]
+    bad = [b for b in names if b not in BACKENDS]
+    if bad:
+        print(f"hipart-bench: error: unknown backend(s) {bad}; choose from {', '.join(BACKENDS)}", file=sys.stderr)
+        return 2
+    try:
+        if args.json:
+            check_writable(args.json)
+        loaded = load_model(args.checkpoint, args.config)
+    except (SinkError, Exception) as e:
+        print(f"hipart-bench: error: {e}", file=sys.stderr)
+        return 2
+    if loaded.banner:
+        print(f"note: {loaded.banner} (timings are still valid)", file=sys.stderr)
+    print(f"model: {loaded.source} [{loaded.model_hash}]", file=sys.stderr)
+    if args.artifacts is None and args.precision != "fp32":
+        print(f"note: precision {args.precision} applies to tensorrt engines only", file=sys.stderr)
+    report = run_bench(
+        loaded,
+        names,
+        args.batch,
+        args.iters,
+        args.warmup,
+        args.max_seconds,
+        args.artifacts,
+        args.device,
+        progress=lambda m: print(m, file=sys.stderr, flush=True),
+        threads=args.threads,
+        precision=None if args.precision == "fp32" else args.precision,
+    )
+    report.env["precision"] = args.precision
+    if args.pipeline:
+        print("pipeline ...", file=sys.stderr, flush=True)
+        try:
+            report.pipeline = bench_pipeline(
+                loaded, names[0], args.source, artifacts=args.artifacts, frames=args.frames
+            )
+        except Exception as e:  # report, keep the backend table
+            report.skipped["pipeline"] = f"{type(e).__name__}: {e}"
+    print(to_markdown(report))
+    if args.json:
+        Path(args.json).write_text(report.to_json())
+        print(f"wrote {args.json}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
