@@ -7,8 +7,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-# Where the trained checkpoint is bundled once the training issue delivers it.
-BUNDLED_CHECKPOINT = Path(__file__).resolve().parent / "assets" / "hipart.pt"
 UNTRAINED_BANNER = "UNTRAINED weights — output is not meaningful (no checkpoint given and none bundled)"
 
 
@@ -32,11 +30,11 @@ def load_model(checkpoint: str | os.PathLike | None = None, config: str = "paper
     """Checkpoint if given, else the bundled one, else random weights from `config` ('paper' or 'tiny')."""
     import torch
 
-    from hipart.checkpoint import load_checkpoint, model_hash
+    from hipart.checkpoint import bundled_checkpoint, load_checkpoint, model_hash
     from hipart.models.config import HiPARTConfig
     from hipart.models.hipart import HiPART
 
-    path = Path(checkpoint) if checkpoint else (BUNDLED_CHECKPOINT if BUNDLED_CHECKPOINT.is_file() else None)
+    path = Path(checkpoint) if checkpoint else bundled_checkpoint()
     if path is not None:
         model, meta = load_checkpoint(path)  # raises CheckpointError with a clear message
         return LoadedModel(model, meta.get("model_hash") or model_hash(model), str(path), True, meta)

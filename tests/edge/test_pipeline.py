@@ -214,7 +214,10 @@ def test_unwritable_output_is_refused_before_running(tmp_path):
         VideoSink(tmp_path / "out.gif")
 
 
-def test_cli_default_run_on_sample_with_banner(tmp_path, capsys):
+def test_cli_default_run_on_sample_with_banner(tmp_path, capsys, monkeypatch):
+    import hipart.checkpoint
+
+    monkeypatch.setattr(hipart.checkpoint, "bundled_checkpoint", lambda: None)  # as if none were bundled
     out = tmp_path / "o.jsonl"
     rc = cli_run.main(["--config", "tiny", "--max-frames", "5", "--poses", str(out), "--save", str(tmp_path / "o.mp4")])
     err = capsys.readouterr().err
