@@ -22,7 +22,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--source",
         default="sample",
         help="camera index, /dev/videoN, video file, image folder, rtsp/http URL, keypoints .npz/.json, "
-        "or 'sample' (bundled synthetic walk; default)",
+        "'sample' (bundled synthetic walk as keypoints; default), 'sample-video' (the walk as 640x480 video) or "
+        "'sample-clip' (test-subject mocap clip rendered on the Anny body, with ground truth)",
     )
     p.add_argument("--backend", default="torch", choices=[*BACKENDS, "auto"], help="HiPART backend (default torch)")
     p.add_argument("--artifacts", help="folder with hipart.onnx / *.engine (default $HIPART_ARTIFACTS or ./artifacts)")

