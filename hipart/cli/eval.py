@@ -50,7 +50,7 @@ def run(a: argparse.Namespace, data_root: Path) -> dict:
     man = load_manifest(data_root)
     w = man["image_size"][0]
     names = man.get("action_classes")
-    settings = [("clean occlusion", 0.0, 0.0)]
+    settings = [("no occlusion", 0.0, 0.0)]
     if a.occlusion:
         settings = [(f"{a.occlusion} {r:.1f}", r if a.occlusion == "mask" else 0.0, r if a.occlusion == "crop" else 0.0)
                     for r in SWEEPS[a.occlusion]]
