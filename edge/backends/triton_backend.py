@@ -8,14 +8,12 @@ for tests): far too slow to be useful, which `auto` knows.
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
-import numpy as np
 import torch
 
-from edge.backends.base import BackendUnavailable, Result
-from edge.backends.torch_backend import TorchBackend, _sync
+from edge.backends.base import BackendUnavailable
+from edge.backends.torch_backend import TorchBackend
 
 
 def _interpreting() -> bool:
@@ -73,28 +71,9 @@ class TritonBackend(TorchBackend):
                 raise BackendUnavailable(f"triton backend: {e}") from None
         return self._decoders[batch]
 
-    @torch.no_grad()  # not inference_mode: the model keeps its KV cache between calls
-    def _infer(self, x_s: np.ndarray) -> Result:
-        dev = self._device
-        x = torch.from_numpy(x_s).to(dev)
-        m = self.model
-        t0 = time.perf_counter()
-        q_s, q_d = self._decoder(x.shape[0])(x)
-        _sync(dev)
-        t1 = time.perf_counter()
-        dense, fine = m.tokenizer.decode(q_s, q_d)
-        _sync(dev)
-        t2 = time.perf_counter()
-        pose3d = m.lift(x, dense, fine)
-        _sync(dev)
-        t3 = time.perf_counter()
-        return Result(
-            dense=dense.float().cpu().numpy(),
-            fine=fine.float().cpu().numpy(),
-            pose3d=pose3d.float().cpu().numpy(),
-            tokens=torch.cat([q_s, q_d], 1).long().cpu().numpy(),
-            timings={"decode": (t1 - t0) * 1e3, "msst": (t2 - t1) * 1e3, "lift": (t3 - t2) * 1e3},
-        )
+    def _decode_tokens(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The decode on the fused Triton kernels (one decoder per batch size)."""
+        return self._decoder(x.shape[0])(x)
 
     def info(self) -> dict[str, Any]:
         """Adds the triton version and whether the CPU interpreter is in use."""
