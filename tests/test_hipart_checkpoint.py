@@ -9,17 +9,6 @@ from hipart.models.lifter import Lifter
 from hipart.models.tokenizer import MSSTokenizer
 
 
-@pytest.fixture(scope="module")
-def tiny_model() -> HiPART:
-    torch.manual_seed(0)
-    m = HiPART(HiPARTConfig.tiny()).eval()
-    with torch.no_grad():  # distinct codes, as after training
-        m.tokenizer.sparse_quantizer.codebook.normal_()
-        m.tokenizer.dense_quantizer.codebook.normal_()
-    m.sync_codebooks()
-    return m
-
-
 def test_forward_shapes_tiny_and_paper(tiny_model):
     out = tiny_model(torch.randn(4, 17, 2) * 0.3)
     shapes = {k: tuple(v.shape) for k, v in out.items()}

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import pytest
 import torch
@@ -13,23 +11,8 @@ from edge.detectors import Detections
 from edge.sample import HEIGHT, WIDTH, project, render_clip, walk_3d
 from edge.weights import LoadedModel
 from hipart.checkpoint import model_hash
-from hipart.models.config import HiPARTConfig
-from hipart.models.hipart import HiPART
 
 torch.set_num_threads(1)  # robust on a loaded 2-core machine (OpenMP barriers collapse when oversubscribed)
-if not torch.cuda.is_available():  # the triton backend's parity test runs the kernels in Triton's CPU interpreter
-    os.environ.setdefault("TRITON_INTERPRET", "1")
-
-
-@pytest.fixture(scope="session")
-def tiny_model() -> HiPART:
-    torch.manual_seed(0)
-    m = HiPART(HiPARTConfig.tiny()).eval()
-    with torch.no_grad():  # distinct codes, as after training
-        m.tokenizer.sparse_quantizer.codebook.normal_()
-        m.tokenizer.dense_quantizer.codebook.normal_()
-    m.sync_codebooks()
-    return m
 
 
 @pytest.fixture(scope="session")

@@ -22,12 +22,9 @@ STEP = GraphSpec(
 
 
 @pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Tiny batches on 2 shared cores: torch intra-op threads cost far more than they save."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
+def _one_torch_thread(one_torch_thread):
+    """Every test here runs on one torch thread (tests/conftest.py)."""
     yield
-    torch.set_num_threads(old)
 
 
 @pytest.fixture(scope="session")

@@ -11,8 +11,7 @@ import os
 import pytest
 import torch
 
-if not torch.cuda.is_available():
-    os.environ.setdefault("TRITON_INTERPRET", "1")
+# TRITON_INTERPRET=1 (no CUDA) is set by tests/conftest.py, which pytest loads first.
 
 DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
@@ -33,9 +32,6 @@ def seed(request) -> int:
 
 
 @pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Tiny ops on 2 shared cores: intra-op threads cost ~1000x more than they save (20 ms vs 3 us a Linear)."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
+def _one_torch_thread(one_torch_thread):
+    """Every test here runs on one torch thread (tests/conftest.py)."""
     yield
-    torch.set_num_threads(old)
