@@ -8,9 +8,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from torch.utils.data import Subset
-
 from hipart.checkpoint import CheckpointError, load_checkpoint
+from hipart.data.dataset import load_manifest, open_split
 from hipart.evaluation import evaluate, markdown_table
 
 SWEEPS = {"mask": (0.0, 0.2, 0.4, 0.6, 0.8), "crop": (0.0, 0.1, 0.2, 0.3, 0.4)}
@@ -36,16 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _dataset(root: Path, split: str, input_2d: str, subsample: int, mask: float = 0.0, crop: float = 0.0):
-    from hipart.data.dataset import HierarchicalPoseDataset
-
-    ds = HierarchicalPoseDataset(root, split=split, input_2d=input_2d, mask_ratio=mask, crop_ratio=crop)
-    return Subset(ds, range(0, len(ds), subsample)) if subsample > 1 else ds
-
-
 def run(a: argparse.Namespace, data_root: Path) -> dict:
-    from hipart.data.dataset import load_manifest
-
     model, meta = load_checkpoint(a.checkpoint)
     man = load_manifest(data_root)
     w = man["image_size"][0]
@@ -56,7 +46,7 @@ def run(a: argparse.Namespace, data_root: Path) -> dict:
                     for r in SWEEPS[a.occlusion]]
     rows = []
     for label, mask, crop in settings:
-        ds = _dataset(data_root, a.split, a.input_2d, a.subsample, mask, crop)
+        ds = open_split(data_root, a.split, a.input_2d, a.subsample, mask, crop)
         m = evaluate(model, ds, w, a.batch_size, names, progress=not a.no_progress)
         m["setting"] = label
         rows.append(m)

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import Subset
 
 from hipart.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from hipart.data.dataset import open_split
 from hipart.models.config import HiPARTConfig, LifterConfig
 from hipart.models.generator import HiARM
 from hipart.models.hipart import HiPART
@@ -74,13 +74,6 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _dataset(root: Path, input_2d: str, subsample: int, split: str = "train"):
-    from hipart.data.dataset import HierarchicalPoseDataset
-
-    ds = HierarchicalPoseDataset(root, split=split, input_2d=input_2d)
-    return Subset(ds, range(0, len(ds), subsample)) if subsample > 1 else ds
-
-
 def _need(path: Path, what: str) -> None:
     if not path.exists():
         raise CheckpointError(f"{path} not found: train the {what} stage first (hipart-train {what} ...)")
@@ -103,13 +96,13 @@ def run(a: argparse.Namespace) -> int:
         t0 = time.perf_counter()
         if stage == "tokenizer":
             tok = MSSTokenizer(cfg.tokenizer).to(a.device)
-            data = _dataset(a.data, "gt", a.subsample)
+            data = open_split(a.data, "train", "gt", a.subsample)
             rec = train_tokenizer(tok, data, recipe.tokenizer, loop, a.out, a.resume)
             save_checkpoint(a.out / "tokenizer.pt", tok.cpu(), version, {"last": rec, **tok.codebook_report()})
         elif stage == "generator":
             _need(a.out / "tokenizer.pt", "tokenizer")
             tok, _ = load_checkpoint(a.out / "tokenizer.pt", "tokenizer")
-            data = _dataset(a.data, a.input_2d, a.subsample)
+            data = open_split(a.data, "train", a.input_2d, a.subsample)
             cache = a.out / f"tokens_train_s{a.subsample}.npz"
             if cache.exists():
                 z = np.load(cache)
@@ -124,7 +117,7 @@ def run(a: argparse.Namespace) -> int:
             save_checkpoint(a.out / "generator.pt", gen.cpu(), version, {"last": rec})
         else:
             model = assemble(a.out, cfg, lifter=None)
-            data = _dataset(a.data, a.input_2d, a.subsample)
+            data = open_split(a.data, "train", a.input_2d, a.subsample)
             extra = {}
             if cfg.lifter_input == "hierarchy":
                 cache = a.out / f"generated_train_s{a.subsample}_{a.input_2d}.npz"

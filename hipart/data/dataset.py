@@ -158,3 +158,12 @@ def dataset_summary(root: str | Path, verify: bool = False) -> str:
                 bad.append(f)
         lines.append("content hashes: " + ("all match" if not bad else f"MISMATCH in {bad}"))
     return "\n".join(lines)
+
+
+def open_split(root: str | Path, split: str, input_2d: str = "gt", subsample: int = 1,
+               mask_ratio: float = 0.0, crop_ratio: float = 0.0) -> Dataset:  # fmt: skip
+    """One split of a built dataset, optionally every `subsample`-th sample only (for CPU budgets, quick looks)."""
+    from torch.utils.data import Subset
+
+    ds = HierarchicalPoseDataset(root, split=split, input_2d=input_2d, mask_ratio=mask_ratio, crop_ratio=crop_ratio)
+    return Subset(ds, range(0, len(ds), subsample)) if subsample > 1 else ds
