@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from hipart.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from hipart.data.dataset import open_split
+from hipart.data.dataset import load_manifest, open_split
 from hipart.models.config import HiPARTConfig, LifterConfig
 from hipart.models.generator import HiARM
 from hipart.models.hipart import HiPART
@@ -82,6 +82,11 @@ def _need(path: Path, what: str) -> None:
 def run(a: argparse.Namespace) -> int:
     torch.manual_seed(a.seed)
     cfg = load_config(a.config, a.lifter_input)
+    n_actions = len(load_manifest(a.data)["action_classes"])
+    if cfg.tokenizer.num_actions != n_actions:  # the Global Alignment head must match the dataset's classes
+        d = cfg.to_dict()
+        d["tokenizer"]["num_actions"] = n_actions
+        cfg = HiPARTConfig.from_dict(d)
     recipe = TrainRecipe()
     if a.epochs:
         recipe.tokenizer.epochs, recipe.generator.epochs, recipe.lifter.epochs = a.epochs
