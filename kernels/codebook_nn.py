@@ -18,6 +18,8 @@ import torch
 from kernels.triton_support import (
     HAS_TRITON,
     check_device,
+    check_on_nan,
+    finish_reference,
     interpreting,
     kernel_dtype,
     raise_on_invalid,
@@ -106,8 +108,7 @@ def _check(z: torch.Tensor, codebook: torch.Tensor, on_nan: str) -> None:
         raise ValueError(f"expected z [N, D] and codebook [K, D], got {tuple(z.shape)} and {tuple(codebook.shape)}")
     if codebook.shape[0] == 0:
         raise ValueError("empty codebook")
-    if on_nan not in ("raise", "mark"):
-        raise ValueError(f"on_nan must be 'raise' or 'mark', got {on_nan!r}")
+    check_on_nan(on_nan)
 
 
 def codebook_nn(
@@ -176,15 +177,4 @@ def reference_codebook_nn(
     dist = (cf * cf).sum(1)[None, :] - 2.0 * (zf @ cf.t())
     idx = dist.argmin(1) if z.shape[0] else torch.empty(0, dtype=torch.int64, device=z.device)
     finite = torch.isfinite(zf).all(1)
-    idx = torch.where(finite, idx, torch.full_like(idx, -1))
-    codes = codebook[idx.clamp_min(0)].clone()
-    codes[~finite] = float("nan")
-    if out_idx is not None:
-        out_idx.copy_(idx)
-        idx = out_idx
-    if out_codes is not None:
-        out_codes.copy_(codes)
-        codes = out_codes
-    if on_nan == "raise":
-        raise_on_invalid("reference_codebook_nn", idx)
-    return idx, codes
+    return finish_reference("reference_codebook_nn", idx, finite, codebook, out_idx, out_codes, on_nan)

@@ -14,6 +14,8 @@ import torch
 from kernels.triton_support import (
     HAS_TRITON,
     check_device,
+    check_on_nan,
+    finish_reference,
     interpreting,
     kernel_dtype,
     raise_on_invalid,
@@ -105,8 +107,7 @@ def _check(h, weight, bias, table, on_nan):
         raise ValueError(f"table must be [K={weight.shape[0]}, E], got {tuple(table.shape)}")
     if weight.shape[0] == 0:
         raise ValueError("no classes (K = 0)")
-    if on_nan not in ("raise", "mark"):
-        raise ValueError(f"on_nan must be 'raise' or 'mark', got {on_nan!r}")
+    check_on_nan(on_nan)
 
 
 def head_argmax(
@@ -186,16 +187,4 @@ def reference_head_argmax(
     if bias is not None:
         logits = logits + bias.float()
     idx = logits.argmax(1) if h.shape[0] else torch.empty(0, dtype=torch.int64, device=h.device)
-    finite = torch.isfinite(hf).all(1)
-    idx = torch.where(finite, idx, torch.full_like(idx, -1))
-    rows = table[idx.clamp_min(0)].clone()
-    rows[~finite] = float("nan")
-    if out_idx is not None:
-        out_idx.copy_(idx)
-        idx = out_idx
-    if out_rows is not None:
-        out_rows.copy_(rows)
-        rows = out_rows
-    if on_nan == "raise":
-        raise_on_invalid("reference_head_argmax", idx)
-    return idx, rows
+    return finish_reference("reference_head_argmax", idx, torch.isfinite(hf).all(1), table, out_idx, out_rows, on_nan)

@@ -93,3 +93,33 @@ def raise_on_invalid(what: str, idx: torch.Tensor) -> None:
     bad = (idx < 0).nonzero().flatten()
     if bad.numel():
         raise NonFiniteInputError(what, bad.tolist())
+
+
+def check_on_nan(on_nan: str) -> None:
+    """Validate the launchers' on_nan argument."""
+    if on_nan not in ("raise", "mark"):
+        raise ValueError(f"on_nan must be 'raise' or 'mark', got {on_nan!r}")
+
+
+def finish_reference(
+    what: str,
+    idx: torch.Tensor,
+    finite: torch.Tensor,
+    table: torch.Tensor,
+    out_idx: torch.Tensor | None,
+    out_rows: torch.Tensor | None,
+    on_nan: str,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The references' common tail: idx -1 and NaN rows for non-finite inputs, gather, fill outputs, raise."""
+    idx = torch.where(finite, idx, torch.full_like(idx, -1))
+    rows = table[idx.clamp_min(0)].clone()
+    rows[~finite] = float("nan")
+    if out_idx is not None:
+        out_idx.copy_(idx)
+        idx = out_idx
+    if out_rows is not None:
+        out_rows.copy_(rows)
+        rows = out_rows
+    if on_nan == "raise":
+        raise_on_invalid(what, idx)
+    return idx, rows
