@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from hipart.camera import normalize_screen_coordinates
 from hipart.data.noise import NoiseConfig, detector_noise
 from hipart.data.occlusion import crop_occlusion, mask_joints
 
@@ -93,8 +94,7 @@ class HierarchicalPoseDataset(Dataset):
             xs_px, conf, _ = mask_joints(xs_px, conf, self.mask_ratio, rng, fill="box")
         if self.crop_ratio > 0:
             xs_px, conf, _ = crop_occlusion(xs_px, conf, self.crop_ratio, rng)
-        offset = np.array([1.0, self.h / self.w])
-        x_s = xs_px / self.w * 2 - offset
+        x_s = normalize_screen_coordinates(xs_px, self.w, self.h)
         p3d = {lvl: np.array(a[f"p3d_{lvl}"][k]) for lvl in ("s", "d", "f")}
         root = p3d["s"][:1]
         return {
