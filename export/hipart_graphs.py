@@ -42,9 +42,9 @@ class CachedBlock(nn.Module):
 
     def forward(self, x, k_cache, v_cache, write, mask):
         blk = self.blk
-        q, k, v = blk.attn._split(blk.norm1(x))  # [B, H, 1, hd]
+        q, k, v = blk.attn.project_qkv(blk.norm1(x))  # [B, H, 1, hd]
         k_cache, v_cache = write(k_cache, k), write(v_cache, v)
-        x = x + blk.attn._attend(q, k_cache, v_cache, mask)
+        x = x + blk.attn.attend(q, k_cache, v_cache, mask)
         return x + blk.mlp(blk.norm2(x)), k_cache, v_cache
 
 

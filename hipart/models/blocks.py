@@ -48,12 +48,14 @@ class Attention(nn.Module):
         self.attn_drop = nn.Dropout(dropout)
         self.proj_drop = nn.Dropout(dropout)
 
-    def _split(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def project_qkv(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """x [B, T, D] -> q, k, v, each [B, H, T, head_dim] (public: export builds its own cached step on it)."""
         b, t, _ = x.shape
         qkv = self.qkv(x).view(b, t, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4)
         return qkv[0], qkv[1], qkv[2]  # each [B, H, T, hd]
 
-    def _attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        """Softmax attention of q over k/v (mask True = may attend), heads merged, output projection."""
         scores = (q * self.scale) @ k.transpose(-2, -1)
         if mask is not None:  # True = may attend
             scores = scores.masked_fill(~mask, float("-inf"))
@@ -63,17 +65,17 @@ class Attention(nn.Module):
         return self.proj_drop(self.proj(out.transpose(1, 2).reshape(b, t, self.heads * self.head_dim)))
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        q, k, v = self._split(x)
-        return self._attend(q, k, v, mask)
+        q, k, v = self.project_qkv(x)
+        return self.attend(q, k, v, mask)
 
     def forward_cached(
         self, x: torch.Tensor, pos: int, cache_k: torch.Tensor, cache_v: torch.Tensor, mask: torch.Tensor
     ) -> torch.Tensor:
         """One new token at position `pos`: write its K/V into the static cache, attend over slots <= pos."""
-        q, k, v = self._split(x)  # [B, H, 1, hd]
+        q, k, v = self.project_qkv(x)  # [B, H, 1, hd]
         cache_k[:, :, pos : pos + 1] = k
         cache_v[:, :, pos : pos + 1] = v
-        return self._attend(q, cache_k, cache_v, mask)
+        return self.attend(q, cache_k, cache_v, mask)
 
 
 class TransformerBlock(nn.Module):
