@@ -17,11 +17,12 @@ from hipart.models.config import GeneratorConfig, HiPARTConfig, LifterConfig, To
 from hipart.models.generator import HiARM
 from hipart.models.hipart import HiPART
 from hipart.models.lifter import Lifter
+from hipart.models.temporal import TemporalConfig, TemporalLifter
 from hipart.models.tokenizer import MSSTokenizer
 
 FORMAT = "hipart-edge/checkpoint"
 FORMAT_VERSION = 1
-KINDS = ("hipart", "tokenizer", "generator", "lifter")
+KINDS = ("hipart", "tokenizer", "generator", "lifter", "temporal")
 
 
 class CheckpointError(ValueError):
@@ -29,16 +30,19 @@ class CheckpointError(ValueError):
 
 
 def _kind_of(model: nn.Module) -> str:
-    for kind, cls in (("hipart", HiPART), ("tokenizer", MSSTokenizer), ("generator", HiARM), ("lifter", Lifter)):
+    for kind, cls in (("hipart", HiPART), ("tokenizer", MSSTokenizer), ("generator", HiARM), ("lifter", Lifter),
+                      ("temporal", TemporalLifter)):
         if isinstance(model, cls):
             return kind
-    raise TypeError(f"cannot checkpoint a {type(model).__name__}; expected HiPART, MSSTokenizer, HiARM or Lifter")
+    raise TypeError(
+        f"cannot checkpoint a {type(model).__name__}; expected HiPART, MSSTokenizer, HiARM, Lifter or TemporalLifter"
+    )
 
 
 def _config_dict(model: nn.Module, kind: str) -> dict[str, Any]:
     from dataclasses import asdict
 
-    if kind == "hipart":
+    if kind in ("hipart", "temporal"):
         return model.config.to_dict()
     if kind == "generator":
         return {"generator": asdict(model.config), "tokenizer": asdict(model.tok_config)}
@@ -110,6 +114,8 @@ def _build_model(kind: str, cfg: dict[str, Any]) -> nn.Module:
         return MSSTokenizer(_build(TokenizerConfig, cfg))
     if kind == "generator":
         return HiARM(_build(GeneratorConfig, cfg["generator"]), _build(TokenizerConfig, cfg["tokenizer"]))
+    if kind == "temporal":
+        return TemporalLifter(TemporalConfig.from_dict(cfg))
     return Lifter(_build(LifterConfig, cfg))
 
 
