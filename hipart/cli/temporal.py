@@ -1,0 +1,215 @@
+"""`hipart-temporal`: train, evaluate and benchmark the video (temporal) lifter with H2OT token pruning."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from hipart import skeleton
+from hipart.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from hipart.cli.train import data_version
+from hipart.data.sequences import PoseWindows
+from hipart.models.temporal import TemporalConfig, TemporalLifter, default_schedule
+from hipart.models.temporal_cost import measure, parse_spec
+from hipart.training.loop import LoopConfig
+from hipart.training.temporal import (
+    TemporalRecipe,
+    evaluate_temporal,
+    generate_cache,
+    train_temporal,
+    window_offset,
+)
+
+DEFAULT_BENCH = ("small,frames=27,prune=none", "small,frames=27", "edge,frames=27,prune=none,reduction=none",
+                 "edge,frames=27,prune=none", "edge,frames=27")  # fmt: skip
+
+
+def model_config(a: argparse.Namespace) -> TemporalConfig:
+    """TemporalConfig from --config (small | edge | JSON file) and the explicit overrides."""
+    over: dict[str, Any] = {k: getattr(a, k) for k in ("prune", "recover", "pipeline", "output_frame", "reduction")
+                            if getattr(a, k) is not None}  # fmt: skip
+    if a.schedule_r is not None:
+        over["schedule_r"] = tuple(a.schedule_r)
+    if a.schedule_b is not None:
+        over["schedule_b"] = tuple(a.schedule_b)
+    prune = over.get("prune")
+    if prune not in (None, "none") and "recover" not in over:
+        over["recover"] = "tri" if prune == "tps" else "tra"
+    points = skeleton.NUM_JOINTS if a.input == "sparse" else skeleton.NUM_HIERARCHY_POINTS
+    if a.config in ("small", "edge"):
+        if points == skeleton.NUM_JOINTS:
+            over.setdefault("reduction", "none")
+        return getattr(TemporalConfig, a.config)(a.frames, points, **over)
+    d = json.loads(Path(a.config).read_text())
+    d.update(over)
+    d.setdefault("frames", a.frames)
+    if d.get("prune", "tps") != "none" and not d.get("schedule_r"):
+        d["schedule_r"], d["schedule_b"] = default_schedule(d["frames"], d.get("blocks", 8))
+    return TemporalConfig.from_dict(d)
+
+
+def _windows(a: argparse.Namespace, model: TemporalLifter, split: str, stride: int | None) -> PoseWindows:
+    cfg = model.config
+    return PoseWindows(a.data, split, cfg.frames, stride, window_offset(model), a.input_2d, cfg.num_points,
+                       a.generated, a.camera, a.seed)  # fmt: skip
+
+
+def train(a: argparse.Namespace) -> int:
+    """hipart-temporal train."""
+    torch.manual_seed(a.seed)
+    cfg = model_config(a)
+    model = TemporalLifter(cfg)
+    stride = a.stride or max(1, cfg.frames // 4)
+    data = _windows(a, model, "train", stride)
+    recipe = TemporalRecipe(lr=a.lr, batch_size=a.batch_size, epochs=a.epochs, lambda_vel=a.lambda_vel)
+    loop = LoopConfig(seed=a.seed, max_steps=a.max_steps, device=a.device, progress=not a.no_progress)
+    version = data_version(a.data)
+    a.out.mkdir(parents=True, exist_ok=True)
+    args = {k: str(v) for k, v in vars(a).items() if k != "func"}
+    (a.out / "temporal_config.json").write_text(json.dumps({"model": cfg.to_dict(), "args": args,
+                                                            "data_version": version}, indent=1))  # fmt: skip
+    print(f"[temporal] {len(data)} windows of {cfg.frames} frames ({len(data.rows)} frames, {len(data.runs)} "
+          f"clip-camera runs); {sum(p.numel() for p in model.parameters())} parameters")  # fmt: skip
+    t0 = time.perf_counter()
+    rec = train_temporal(model.to(a.device), data, recipe, loop, a.out, a.resume)
+    path = save_checkpoint(a.out / "temporal.pt", model.cpu(), version, {"last": rec, "train_args": args})
+    print(f"[temporal] done in {time.perf_counter() - t0:.0f} s; last: {rec}; checkpoint {path}")
+    return 0
+
+
+def evaluate(a: argparse.Namespace) -> int:
+    """hipart-temporal eval."""
+    if a.split == "train":
+        print("error: refusing to evaluate on the training split", file=sys.stderr)
+        return 2
+    model, meta = load_checkpoint(a.checkpoint, expect_kind="temporal")
+    cfg = model.config
+    stride = a.stride or (cfg.frames if cfg.pipeline == "seq2seq" else 1)
+    data = _windows(a, model, a.split, stride)
+    m = evaluate_temporal(model, data, a.batch_size, not a.no_progress)
+    print(f"{a.split}: MPJPE {m['mpjpe_mm']:.1f} mm  PA-MPJPE {m['pa_mpjpe_mm']:.1f} mm  MPJVE {m['mpjve_mm']:.2f} "
+          f"mm/frame  ({m['n']} frames, {cfg.pipeline}, T={cfg.frames}, {cfg.prune}"
+          f"{'' if cfg.prune == 'none' else '+' + cfg.recover})")  # fmt: skip
+    if a.json:
+        a.json.parent.mkdir(parents=True, exist_ok=True)
+        a.json.write_text(json.dumps({"checkpoint": str(a.checkpoint), "model_hash": meta.get("model_hash"),
+                                      "trained_on": meta.get("data_version"), "split": a.split,
+                                      "input_2d": a.input_2d, "generated": str(a.generated) if a.generated else None,
+                                      "camera": a.camera, "model": cfg.to_dict(), "metrics": m}, indent=1))  # fmt: skip
+    return 0
+
+
+def bench(a: argparse.Namespace) -> int:
+    """hipart-temporal bench."""
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    rows = []
+    for spec in a.configs or DEFAULT_BENCH:
+        r = measure(parse_spec(spec), a.runs)
+        r["spec"] = spec
+        rows.append(r)
+        print(f"{r['config']:52s} params {r['params'] / 1e6:6.3f} M  {r['gflops_window']:7.3f} GFLOPs/window  "
+              f"seq2seq {r['fps_seq2seq']:8.1f} fps  stream {r['stream_ms']:7.1f} ms = {r['fps_stream']:6.1f} fps",
+              flush=True)  # fmt: skip
+    if a.json:
+        a.json.parent.mkdir(parents=True, exist_ok=True)
+        a.json.write_text(json.dumps({"device": "cpu", "threads": torch.get_num_threads(), "runs": a.runs,
+                                      "results": rows}, indent=1))  # fmt: skip
+    return 0
+
+
+def cache(a: argparse.Namespace) -> int:
+    """hipart-temporal cache."""
+    model, _ = load_checkpoint(a.hipart, expect_kind="hipart")
+    path = generate_cache(model, a.data, a.split, a.out, a.input_2d, a.camera, a.batch_size, not a.no_progress)
+    print(f"[cache] {path}")
+    return 0
+
+
+def _data_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", type=Path, required=True, help="dataset folder from `hipart-data build`")
+    p.add_argument("--generated", type=Path, help="HiPART-generated dense/fine cache .npz (else ground truth + noise)")
+    p.add_argument("--camera", type=int, help="only the K-th camera of every clip (default: all cameras)")
+    p.add_argument("--input-2d", choices=["det", "noisy", "gt"], default="det",
+                   help="sparse 2D input: stored detections (default), resampled noise, or clean")
+    p.add_argument("--stride", type=int, help="frames between window anchors (train: T/4; eval: each frame once)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-progress", action="store_true")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="hipart-temporal", description="Video lifter over T hierarchical 2D frames "
+                                "with H2OT token pruning (docs/TEMPORAL.md).")  # fmt: skip
+    sub = p.add_subparsers(dest="command", required=True)
+    t = sub.add_parser("train", help="train a temporal lifter on a built dataset")
+    _data_args(t)
+    t.add_argument("--out", type=Path, default=Path("runs/temporal"), help="run folder (default runs/temporal)")
+    t.add_argument("--frames", type=int, default=27, help="window length T (27, 81, 243; default 27)")
+    t.add_argument("--config", default="small", help="small | edge | path to a TemporalConfig JSON")
+    t.add_argument("--input", choices=["hierarchy", "sparse"], default="hierarchy", help="161 points or 17 joints")
+    t.add_argument("--reduction", choices=["none", "linear", "sparse"], help="161 -> 17 tokens (default linear)")
+    t.add_argument("--prune", choices=["none", "tpc", "tpa", "tpmo", "tps"], help="token pruning (default tps)")
+    t.add_argument("--recover", choices=["tra", "tri"], help="token recovery (default tri with tps, else tra)")
+    t.add_argument("--schedule-r", type=int, nargs="+", help="tokens kept per pruning stage, e.g. 14 9")
+    t.add_argument("--schedule-b", type=int, nargs="+", help="block after which each stage prunes, e.g. 0 1")
+    t.add_argument("--pipeline", choices=["seq2seq", "seq2frame"], help="all T frames out, or one (default seq2seq)")
+    t.add_argument("--output-frame", choices=["centre", "last"], help="seq2frame output frame (default centre)")
+    t.add_argument("--epochs", type=int, default=TemporalRecipe.epochs)
+    t.add_argument("--batch-size", type=int, default=TemporalRecipe.batch_size)
+    t.add_argument("--lr", type=float, default=TemporalRecipe.lr)
+    t.add_argument("--lambda-vel", type=float, default=TemporalRecipe.lambda_vel, help="velocity loss weight")
+    t.add_argument("--max-steps", type=int, help="stop after N steps (smoke runs; resumable)")
+    t.add_argument("--resume", action="store_true", help="continue from <out>/temporal.state.pt")
+    t.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    t.set_defaults(func=train)
+    e = sub.add_parser("eval", help="MPJPE / PA-MPJPE / MPJVE of a checkpoint on held-out subjects")
+    _data_args(e)
+    e.add_argument("--checkpoint", type=Path, required=True)
+    e.add_argument("--split", default="test", help="split to evaluate (default test; never train)")
+    e.add_argument("--batch-size", type=int, default=32)
+    e.add_argument("--json", type=Path, help="write the metrics here")
+    e.set_defaults(func=evaluate)
+    b = sub.add_parser("bench", help="params, FLOPs and CPU frames/s of configurations")
+    b.add_argument("--configs", nargs="+", help="specs like 'edge,frames=81,prune=tps' (default: a T=27 sweep)")
+    b.add_argument("--runs", type=int, default=5, help="timed calls per configuration (median; default 5)")
+    b.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    b.add_argument("--json", type=Path, help="write the results here")
+    b.set_defaults(func=bench)
+    c = sub.add_parser("cache", help="HiPART-generated dense/fine for every frame of a split (--generated input)")
+    c.add_argument("--hipart", type=Path, required=True, help="trained HiPART checkpoint (hipart.pt)")
+    c.add_argument("--data", type=Path, required=True)
+    c.add_argument("--split", default="train")
+    c.add_argument("--out", type=Path, required=True, help="output .npz")
+    c.add_argument("--camera", type=int, help="only the K-th camera of every clip")
+    c.add_argument("--input-2d", choices=["det", "noisy", "gt"], default="det")
+    c.add_argument("--batch-size", type=int, default=256)
+    c.add_argument("--no-progress", action="store_true")
+    c.set_defaults(func=cache)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    a = build_parser().parse_args(argv)
+    data = getattr(a, "data", None)
+    if data is not None and not (data / "manifest.json").exists():
+        print(f"error: {data} is not a dataset folder (no manifest.json); build one with `hipart-data build`",
+              file=sys.stderr)  # fmt: skip
+        return 2
+    try:
+        return a.func(a)
+    except (CheckpointError, ValueError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("\ninterrupted: state saved at the last checkpoint step; rerun with --resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

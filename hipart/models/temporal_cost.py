@@ -1,0 +1,87 @@
+"""Parameters, FLOPs and CPU latency of temporal-lifter configurations (`hipart-temporal bench`).
+
+Two ways to run a window model, both measured at batch 1:
+- seq2seq: one call per window of T frames, so frames/s = T / latency (offline video);
+- streaming seq2frame: one call per new frame, reusing the cached per-frame tokens of the T - 1 older frames
+  (`TemporalLifter.frame_tokens`), so frames/s = 1 / latency (live camera, causal or centred).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import torch
+
+from hipart.models.complexity import count_flops, count_params
+from hipart.models.temporal import TemporalConfig, TemporalLifter
+
+
+def parse_spec(spec: str) -> TemporalConfig:
+    """'small' | 'edge' | 'edge,frames=81,prune=none,reduction=none,schedule_r=41/27,...' -> TemporalConfig."""
+    name, *pairs = [p.strip() for p in spec.split(",") if p.strip()]
+    if name not in ("small", "edge"):
+        raise ValueError(f"config spec must start with small or edge, got {name!r}")
+    kw: dict[str, Any] = {}
+    for p in pairs:
+        if "=" not in p:
+            raise ValueError(f"bad config item {p!r} in {spec!r}; expected key=value")
+        k, v = p.split("=", 1)
+        if k in ("schedule_r", "schedule_b"):
+            kw[k] = tuple(int(x) for x in v.split("/") if x)
+        elif k in ("frames", "num_points", "dim", "blocks", "heads", "reduce_after", "tpc_k"):
+            kw[k] = int(v)
+        elif k in ("mlp_ratio", "dropout"):
+            kw[k] = float(v)
+        else:
+            kw[k] = v
+    frames = kw.pop("frames", 27 if name == "small" else 243)
+    points = kw.pop("num_points", 161)
+    return getattr(TemporalConfig, name)(frames, points, **kw)
+
+
+def describe(cfg: TemporalConfig) -> str:
+    """Short label of a configuration, e.g. 'edge d128x8 T243 N161 linear tps+tri r122/81 b0/3'."""
+    prune = "no-prune" if cfg.prune == "none" else (
+        f"{cfg.prune}+{cfg.recover} r{'/'.join(map(str, cfg.schedule_r))} b{'/'.join(map(str, cfg.schedule_b))}")
+    return f"d{cfg.dim}x{cfg.blocks} T{cfg.frames} N{cfg.num_points} {cfg.reduction} {prune}"
+
+
+@torch.no_grad()
+def _latency_ms(fn, runs: int) -> float:
+    fn()  # warm-up
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    times.sort()
+    return 1000 * times[len(times) // 2]
+
+
+@torch.no_grad()
+def measure(cfg: TemporalConfig, runs: int = 5, seed: int = 0) -> dict[str, Any]:
+    """Params, FLOPs per window and per output frame, median CPU latency and frames/s of one configuration."""
+    torch.manual_seed(seed)
+    model = TemporalLifter(cfg).eval()
+    x = torch.randn(1, cfg.frames, cfg.num_points, 2) * 0.3
+    tokens = model.frame_tokens(x)
+    flops_window = count_flops(model.forward_sequence, x)
+    flops_stream = count_flops(model.frame_tokens, x[:, -1:]) + count_flops(
+        model.forward_frame, x, cfg.frames - 1, tokens)
+    window_ms = _latency_ms(lambda: model.forward_sequence(x), runs)
+    stream_ms = _latency_ms(lambda: (model.frame_tokens(x[:, -1:]), model.forward_frame(x, cfg.frames - 1, tokens)),
+                            runs)  # fmt: skip
+    return {
+        "config": describe(cfg),
+        "params": count_params(model),
+        "gflops_window": flops_window / 1e9,
+        "mflops_per_frame_seq2seq": flops_window / cfg.frames / 1e6,
+        "gflops_per_frame_stream": flops_stream / 1e9,
+        "window_ms": window_ms,
+        "fps_seq2seq": 1000 * cfg.frames / window_ms,
+        "stream_ms": stream_ms,
+        "fps_stream": 1000 / stream_ms,
+        "threads": torch.get_num_threads(),
+        "model": cfg.to_dict(),
+    }
