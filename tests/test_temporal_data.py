@@ -94,3 +94,15 @@ def test_bad_arguments(data):
         PoseWindows(data, "nope", frames=5)
     with pytest.raises(ValueError, match="input_2d"):
         PoseWindows(data, "train", frames=5, input_2d="clean")
+
+
+@pytest.mark.parametrize("input_2d", ["det", "noisy"])
+def test_sparse_input_is_the_per_frame_dataset_draw(data, input_2d):
+    """A cache generated from HierarchicalPoseDataset's x_s pairs with the same x_s here (noise of epoch 0)."""
+    from hipart.data.dataset import HierarchicalPoseDataset
+    from hipart.data.sequences import sparse_inputs
+
+    ds = HierarchicalPoseDataset(data, "train", input_2d=input_2d)
+    rows = ds.index[:6]
+    ours = sparse_inputs(open_arrays(data), rows, input_2d, (1000, 1000))
+    np.testing.assert_array_equal(ours, np.stack([ds[i]["x_s"].numpy() for i in range(6)]))

@@ -195,8 +195,9 @@ class TemporalLifter(nn.Module):
         """Per-frame stage, independent of the frame's place in the window: embedding, spatial block 0 and (when
         reduce_after == 0) the 161 -> 17 reduction: x [B, t, N, 2] -> [B, t, n, C]. Streaming caches it per frame."""
         b, t, n, _ = x.shape
+        c = self.config.dim  # explicit sizes (no -1) keep every ONNX shape inferable with a symbolic batch
         h = self.drop(self.embed(x) + self.point_pos)
-        h = self.spatial[0](h.reshape(b * t, n, -1)).view(b, t, n, -1)
+        h = self.spatial[0](h.reshape(b * t, n, c)).view(b, t, n, c)
         if self.config.reduction != "none" and self.config.reduce_after == 0:
             h = self._reduce(h)
         return h
@@ -209,31 +210,31 @@ class TemporalLifter(nn.Module):
         """
         cfg = self.config
         h = self.frame_tokens(x) if tokens is None else tokens
-        b = h.shape[0]
+        b, c = h.shape[0], cfg.dim
         h = h + self.frame_pos[:, None]  # temporal positions enter before the first temporal block (MixSTE)
         kept = None  # original frame index of each token, for dynamic strategies
         stage = 0
         for i in range(cfg.blocks):
             t, n = h.shape[1], h.shape[2]
             if i > 0:
-                h = self.spatial[i](h.reshape(b * t, n, -1)).view(b, t, n, -1)
+                h = self.spatial[i](h.reshape(b * t, n, c)).view(b, t, n, c)
                 if cfg.reduction != "none" and i == cfg.reduce_after:
                     h = self._reduce(h)
                     n = h.shape[2]
-            ht = h.transpose(1, 2).reshape(b * n, t, -1)
+            ht = h.transpose(1, 2).reshape(b * n, t, c)
             prune_here = cfg.prune != "none" and stage < len(cfg.schedule_b) and cfg.schedule_b[stage] == i
             scores = None
             if prune_here and cfg.prune == "tpa":  # attention received in this block's temporal attention
                 blk = self.temporal[i]
                 scores = attention_received(blk.attn, blk.norm1(ht)).view(b, n, t).mean(1)
-            h = self.temporal[i](ht).view(b, n, t, -1).transpose(1, 2)
+            h = self.temporal[i](ht).view(b, n, t, c).transpose(1, 2)
             if prune_here:
                 h, kept = self._prune(stage, h, x, kept, scores)
                 stage += 1
         h = self.norm(h)
         if self.joint_proj is not None:
-            bt = h.shape[0] * h.shape[1]
-            h = joint_projection(h.reshape(bt, h.shape[2], -1), self.joint_proj).view(b, -1, cfg.num_joints, cfg.dim)
+            t, n = h.shape[1], h.shape[2]
+            h = joint_projection(h.reshape(b * t, n, c), self.joint_proj).view(b, t, cfg.num_joints, c)
         return h, kept
 
     def _reduce(self, h: torch.Tensor) -> torch.Tensor:
@@ -241,7 +242,7 @@ class TemporalLifter(nn.Module):
         if self.config.reduction == "sparse":  # keep-k key points: the 17 sparse joint tokens
             return h[:, :, : self.config.num_joints]
         out = joint_projection(h.reshape(b * t, n, c), self.reduce_proj) + self.joint_pos
-        return out.view(b, t, -1, c)
+        return out.view(b, t, self.config.num_joints, c)
 
     def _prune(self, stage: int, h: torch.Tensor, x: torch.Tensor, kept: torch.Tensor | None,
                scores: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:  # fmt: skip
@@ -268,7 +269,7 @@ class TemporalLifter(nn.Module):
         b, r, j, c = h.shape
         kv = h.transpose(1, 2).reshape(b * j, r, c)
         out = self.recovery(kv, self.frame_pos, frames)  # [B*J, m, C]
-        return out.view(b, j, -1, c).transpose(1, 2)
+        return out.view(b, j, out.shape[1], c).transpose(1, 2)
 
     def _check(self, x: torch.Tensor) -> None:
         if not torch.jit.is_tracing():

@@ -79,5 +79,5 @@ def attention_received(attn: Attention, x: torch.Tensor) -> torch.Tensor:
 
 def gather_frames(x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
     """Frames idx [B, r] of x [B, n, ...] -> [B, r, ...] (per-sample indices)."""
-    view = idx.reshape(idx.shape + (1,) * (x.dim() - 2)).expand(idx.shape + x.shape[2:])
+    view = idx[(...,) + (None,) * (x.dim() - 2)].expand((-1, -1) + tuple(x.shape[2:]))
     return x.gather(1, view)
