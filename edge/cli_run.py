@@ -46,6 +46,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=8,
         help="frames already waiting that may share one HiPART call (default 8; 1 = no batching)",
     )
+    p.add_argument("--temporal", help="temporal lifter checkpoint (hipart-temporal): 3D from the last T frames")
+    p.add_argument(
+        "--temporal-mode",
+        default="causal",
+        choices=["causal", "centred", "seq2seq"],
+        help="causal: newest frame (no delay; default); centred: window centre (lags T/2 frames); "
+        "seq2seq: files only, T frames per call",
+    )
     p.add_argument("--max-frames", type=int, help="stop after this many frames")
     p.add_argument("--loop", action="store_true", help="loop a file source (soak tests)")
     p.add_argument("--duration", type=float, help="stop after this many seconds (soak tests)")

@@ -27,6 +27,7 @@ from edge.occlusion import sanitize_keypoints, usable_persons
 from edge.sinks import Sink
 from edge.smoothing import PoseSmoother
 from edge.sources import Frame, Source, SourceError
+from edge.temporal import TemporalStage
 from hipart.camera import image_coordinates, normalize_screen_coordinates
 
 log = logging.getLogger("hipart.edge")
@@ -49,6 +50,7 @@ class Item:
     dropped_persons: int = 0
     batch_frames: int = 1  # frames that shared this frame's HiPART call (dynamic batching)
     status: str = "ok"
+    temporal: str | None = None  # set when the temporal stage replaced the 3D pose (mode, T, lag)
     timings: dict[str, float] = field(default_factory=dict)
 
 
@@ -140,8 +142,10 @@ class Pipeline:
         max_frames: int | None = None,
         max_seconds: float | None = None,
         max_batch_frames: int = 8,
+        temporal: TemporalStage | None = None,
     ):
         self.source, self.backend, self.detector = source, backend, detector
+        self.temporal = temporal
         self.sinks = sinks or []
         self.render, self.smoothing, self.min_conf = render, smoothing, min_conf
         self.on_frame, self.max_frames, self.max_seconds = on_frame, max_frames, max_seconds
@@ -247,9 +251,32 @@ class Pipeline:
                     break
                 items.append(nxt)
             self._lift_batch(items)
+            if self.temporal is not None:
+                items = self._temporal(items)
             for item in items:
                 out.push(item, self._abort)
+        if self.temporal is not None:  # seq2seq holds up to T frames: release them at the end
+            for item in self._temporal_end():
+                out.push(item, self._abort)
         out.push(_END, self._abort)
+
+    def _temporal(self, items: list[Item]) -> list[Item]:
+        try:
+            return self.temporal.process(items)
+        except Exception as e:  # the per-frame 3D stays; the temporal buffer starts over
+            for it in items:
+                self._fail(it, "temporal", e)
+            held = self.temporal.drop()  # earlier frames (seq2seq) first, then this batch, each once
+            return held + [it for it in items if not any(it is h for h in held)]
+
+    def _temporal_end(self) -> list[Item]:
+        try:
+            return self.temporal.flush()
+        except Exception as e:
+            held = self.temporal.drop()
+            for it in held:
+                self._fail(it, "temporal", e)
+            return held
 
     def _lift_batch(self, items: list[Item]) -> None:
         t0 = time.perf_counter()
@@ -434,4 +461,4 @@ def frame_record(item: Item) -> dict[str, Any]:
         "dropped_persons": item.dropped_persons,
         "batch_frames": item.batch_frames,
         "timings_ms": {k: round(v, 3) for k, v in item.timings.items()},
-    }
+    } | ({"temporal": item.temporal} if item.temporal else {})

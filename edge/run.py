@@ -15,6 +15,7 @@ from edge.pipeline import Item, Pipeline, RunStats
 from edge.sinks import Sink, SinkError, open_sink
 from edge.smoothing import PoseSmoother
 from edge.sources import SourceError, open_source
+from edge.temporal import TemporalStage, load_temporal
 from edge.visualize import render_frame
 from edge.weights import load_model
 
@@ -51,6 +52,8 @@ class RunOptions:
     threads: int | None = None
     duration: float | None = None
     max_batch_frames: int = 8
+    temporal: str | None = None  # temporal lifter checkpoint (hipart-temporal train)
+    temporal_mode: str = "causal"  # causal | centred | seq2seq (files only)
 
 
 def _say(out: TextIO, msg: str) -> None:
@@ -96,11 +99,14 @@ def run_pipeline(opts: RunOptions, out: TextIO | None = None) -> RunStats:
     out = out or sys.stderr
     sinks: list[Sink] = []
     detector: Detector | None = None
+    temporal = _temporal_stage(opts)
     try:
         source = open_source(opts.source, opts.keypoint_format, loop=opts.loop)
     except SourceError as e:
         raise RunError(str(e)) from None
     try:
+        if temporal is not None and temporal.mode == "seq2seq" and source.live:
+            raise RunError("--temporal-mode seq2seq needs a file source (it waits for T frames); use causal or centred")
         try:
             for path in ([opts.save] if opts.save else []) + list(opts.poses):
                 sinks.append(open_sink(path, fps=source.fps or 30.0))
@@ -180,6 +186,8 @@ def run_pipeline(opts: RunOptions, out: TextIO | None = None) -> RunStats:
             f"model: {loaded.source} [{loaded.model_hash}]  detector: "
             f"{detector.name if detector else 'none (pre-extracted keypoints)'}",
         )
+        if temporal is not None:
+            _say(out, f"{temporal.label} (model {opts.temporal})")
         pipe = Pipeline(
             source,
             backend,
@@ -193,6 +201,7 @@ def run_pipeline(opts: RunOptions, out: TextIO | None = None) -> RunStats:
             opts.max_frames,
             opts.duration,
             opts.max_batch_frames,
+            temporal,
         )
         stats = pipe.run()
         stats.banner = loaded.banner
@@ -208,6 +217,22 @@ def run_pipeline(opts: RunOptions, out: TextIO | None = None) -> RunStats:
         if detector is not None:
             detector.close()
         source.close()
+
+
+def _temporal_stage(opts: RunOptions) -> TemporalStage | None:
+    """The temporal stage asked for by --temporal, or None; RunError with the reason when it cannot be built."""
+    if not opts.temporal:
+        return None
+    if opts.smooth:
+        raise RunError("--smooth and --temporal both filter the 3D over time; choose one")
+    try:
+        model = load_temporal(opts.temporal)
+    except Exception as e:  # CheckpointError and friends: one line for the user
+        raise RunError(f"cannot load the temporal model: {e}") from None
+    try:
+        return TemporalStage(model, opts.temporal_mode, opts.min_conf)
+    except ValueError as e:
+        raise RunError(str(e)) from None
 
 
 def summary(stats: RunStats, opts: RunOptions) -> str:

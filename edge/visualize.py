@@ -137,7 +137,11 @@ def render_frame(item: object, stage_ms: dict[str, float], fps: float, banner: s
         poses = res.pose3d
     shown = {k: v for k, v in stage_ms.items() if k in ("detect", "hipart", "render", "write")}
     status = item.status  # type: ignore[attr-defined]
-    draw_hud(canvas, fps, shown, "" if status == "ok" else status[:60])
+    notes = [] if status == "ok" else [status[:60]]
+    if getattr(item, "temporal", None):
+        notes.append(item.temporal)  # type: ignore[attr-defined]
+        shown["temporal"] = stage_ms.get("temporal", 0.0)
+    draw_hud(canvas, fps, shown, "  ".join(notes))
     if banner:
         draw_banner(canvas, banner.encode("ascii", "replace").decode().replace("?", "-"))
     return compose(canvas, render_3d_panel(poses, canvas.shape[0], banner))

@@ -1,0 +1,156 @@
+"""The streaming temporal stage of hipart-run: a ring buffer of the last T hierarchical frames -> video lifter.
+
+Per person (tracked by detector index, like the smoother) the stage keeps the last T frames of
+[x_s, dense, fine] (normalised, [161, 2]; x_s alone for a 17-point model) and their per-frame tokens
+(`TemporalLifter.frame_tokens`, computed once per frame), and replaces the per-frame 3D pose by the temporal one:
+
+- causal: the newest frame is the output (seq2frame at T - 1): no added delay;
+- centred: the output is the window's centre (T // 2): the 3D pose shown lags T - 1 - T // 2 frames (HUD says so);
+- seq2seq (files only): frames are held until T are collected (or the stream breaks), then lifted in one call.
+
+Warm-up: at the start, and after every discontinuity (person count change, a frame without a result, time going
+backwards or jumping by more than `max_gap_s`), the buffer is refilled with copies of the current frame.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterable
+
+import numpy as np
+import torch
+
+from edge.occlusion import mask_low_confidence
+from hipart import skeleton
+from hipart.camera import normalize_screen_coordinates
+from hipart.checkpoint import load_checkpoint
+from hipart.models.temporal import TemporalLifter
+
+MODES = ("causal", "centred", "seq2seq")
+
+
+def load_temporal(path: str | os.PathLike) -> TemporalLifter:
+    """A trained temporal lifter from its checkpoint (CheckpointError with the reason otherwise)."""
+    model, _ = load_checkpoint(path, expect_kind="temporal")
+    return model
+
+
+class TemporalStage:
+    """Temporal lifting of the pipeline's items, in frame order; see the module docstring for the modes."""
+
+    def __init__(self, model: TemporalLifter, mode: str = "causal", min_conf: float = 0.3, max_gap_s: float = 0.5):
+        if mode not in MODES:
+            raise ValueError(f"temporal mode must be one of {MODES}, got {mode!r}")
+        self.model, self.mode, self.min_conf, self.max_gap_s = model.eval(), mode, min_conf, max_gap_s
+        self.frames = model.config.frames
+        self.out_index = self.frames - 1 if mode == "causal" else self.frames // 2
+        self.lag_frames = self.frames - 1 - self.out_index if mode != "seq2seq" else 0
+        self.label = {
+            "causal": f"temporal causal T={self.frames}: 3D of this frame",
+            "centred": f"temporal centred T={self.frames}: 3D lags {self.lag_frames} frames",
+            "seq2seq": f"temporal seq2seq T={self.frames}",
+        }[mode]
+        self.resets = 0
+        self._held: list = []  # seq2seq: items waiting for their chunk
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the buffered frames (the next frame starts a new warm-up)."""
+        self._x: np.ndarray | None = None  # [P, T, N, 2]
+        self._tokens: torch.Tensor | None = None  # [P, T, n, C]
+        self._t: float | None = None
+
+    # -- one frame -------------------------------------------------------------------------------------
+    def frame_input(self, kpts_px: np.ndarray, conf: np.ndarray, dense: np.ndarray, fine: np.ndarray,
+                    width: float, height: float) -> np.ndarray:  # fmt: skip
+        """Per-frame model input [P, N, 2]: masked normalised x_s (as the HiPART backend saw it) + dense + fine."""
+        x_s = mask_low_confidence(normalize_screen_coordinates(kpts_px, width, height), conf, self.min_conf)
+        if self.model.config.num_points == skeleton.NUM_JOINTS:
+            return x_s.astype(np.float32)
+        return np.concatenate([x_s, dense, fine], 1).astype(np.float32)
+
+    def _continues(self, persons: int, t: float) -> bool:
+        return (self._x is not None and self._x.shape[0] == persons and self._t is not None
+                and self._t < t <= self._t + self.max_gap_s)  # fmt: skip
+
+    @torch.no_grad()
+    def step(self, x: np.ndarray, t: float) -> np.ndarray:
+        """Push frame x [P, N, 2] taken at time t (s); return the temporal 3D poses [P, 17, 3] (causal/centred)."""
+        xt = torch.from_numpy(np.ascontiguousarray(x, np.float32))[:, None]  # [P, 1, N, 2]
+        tok = self.model.frame_tokens(xt)
+        if not self._continues(x.shape[0], t):
+            if self._x is not None:
+                self.resets += 1
+            self._x = np.repeat(xt.numpy(), self.frames, axis=1)
+            self._tokens = tok.repeat(1, self.frames, 1, 1)
+        else:
+            self._x = np.concatenate([self._x[:, 1:], xt.numpy()], 1)
+            self._tokens = torch.cat([self._tokens[:, 1:], tok], 1)
+        self._t = t
+        out = self.model.forward_frame(torch.from_numpy(self._x), self.out_index, tokens=self._tokens)
+        return out.numpy().astype(np.float32)
+
+    @torch.no_grad()
+    def lift_chunk(self, xs: list[np.ndarray]) -> list[np.ndarray]:
+        """seq2seq: frames [P, N, 2] (1..T of them, one clip) -> their 3D poses, the window padded by the last frame."""
+        n = len(xs)
+        seq = np.stack(xs + [xs[-1]] * (self.frames - n), 1)  # [P, T, N, 2]
+        out = self.model.forward_sequence(torch.from_numpy(seq)).numpy().astype(np.float32)
+        return [out[:, i] for i in range(n)]
+
+    # -- pipeline hook ------------------------------------------------------------------------------------
+    def _x_of(self, item) -> np.ndarray | None:
+        res = item.result
+        if res is None or item.status != "ok" or len(res) == 0:
+            return None
+        f = item.frame
+        return self.frame_input(item.kpts, item.conf, res.dense, res.fine, float(f.width), float(f.height))
+
+    def process(self, items: Iterable) -> list:
+        """Pipeline items in frame order -> the items whose 3D poses are final (all of them, except seq2seq's held)."""
+        ready = []
+        for item in items:
+            t0 = time.perf_counter()
+            x = self._x_of(item)
+            if self.mode == "seq2seq":
+                ready += self._seq2seq(item, x)
+            elif x is None:
+                self.reset()
+                ready.append(item)
+            else:
+                item.result.pose3d = self.step(x, float(item.frame.timestamp))
+                item.temporal = self.label
+                ready.append(item)
+            item.timings["temporal"] = (time.perf_counter() - t0) * 1e3
+        return ready
+
+    def _seq2seq(self, item, x: np.ndarray | None) -> list:
+        out = []
+        if self._held and (x is None or not self._continues(x.shape[0], float(item.frame.timestamp))):
+            out += self.flush()
+        if x is None:
+            return out + [item]
+        self._held.append((item, x))
+        self._x = np.zeros((x.shape[0], 0))  # only the person count and time matter for continuity here
+        self._t = float(item.frame.timestamp)
+        if len(self._held) == self.frames:
+            out += self.flush()
+        return out
+
+    def flush(self) -> list:
+        """seq2seq: lift and release the held items (end of stream or a break in it); others: nothing held."""
+        held, self._held = self._held, []
+        if held:
+            poses = self.lift_chunk([x for _, x in held])
+            for (item, _), pose in zip(held, poses, strict=True):
+                item.result.pose3d = pose
+                item.temporal = self.label
+        self.reset()
+        return [item for item, _ in held]
+
+    def drop(self) -> list:
+        """Release the held items unchanged (their per-frame 3D) and reset: used after a failure."""
+        held, self._held = self._held, []
+        self.reset()
+        return [item for item, _ in held]
