@@ -49,3 +49,15 @@ def test_dynamic_strategies_need_opting_in_and_then_match(tmp_path):
     assert check_temporal_parity(path, m, 2, 0).max_abs_err["pose3d"] < 1e-5
     ops = collections.Counter(n.op_type for n in onnx.load(path).graph.node)
     assert ops["TopK"] >= 2 and ops["GatherElements"] >= 2
+
+
+def test_cli_export(tmp_path, capsys):
+    from hipart.checkpoint import save_checkpoint
+    from hipart.cli.temporal import main
+
+    ckpt = save_checkpoint(tmp_path / "t.pt", model())
+    assert main(["export", "--checkpoint", str(ckpt), "--out", str(tmp_path / "a" / "t.onnx")]) == 0
+    assert "max abs error" in capsys.readouterr().out and (tmp_path / "a" / "t.onnx").exists()
+    dyn = save_checkpoint(tmp_path / "d.pt", model(prune="tpa", recover="tra"))
+    assert main(["export", "--checkpoint", str(dyn), "--out", str(tmp_path / "d.onnx")]) == 1
+    assert "allow_dynamic" in capsys.readouterr().err

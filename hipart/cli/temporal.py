@@ -132,6 +132,17 @@ def cache(a: argparse.Namespace) -> int:
     return 0
 
 
+def export(a: argparse.Namespace) -> int:
+    """hipart-temporal export (needs the `export` extra: onnx, onnxruntime, onnxsim)."""
+    from export.temporal_onnx import check_temporal_parity, export_temporal
+
+    model, _ = load_checkpoint(a.checkpoint, expect_kind="temporal")
+    path = export_temporal(model, a.out, allow_dynamic=a.allow_dynamic)
+    rep = check_temporal_parity(path, model)
+    print(f"[export] {path}: onnxruntime vs PyTorch max abs error {rep.max_abs_err['pose3d']:.2e} m")
+    return 0
+
+
 def _data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", type=Path, required=True, help="dataset folder from `hipart-data build`")
     p.add_argument("--generated", type=Path, help="HiPART-generated dense/fine cache .npz (else ground truth + noise)")
@@ -191,6 +202,11 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--batch-size", type=int, default=256)
     c.add_argument("--no-progress", action="store_true")
     c.set_defaults(func=cache)
+    x = sub.add_parser("export", help="temporal_lift.onnx with an onnxruntime parity check (TPS+TRI: static)")
+    x.add_argument("--checkpoint", type=Path, required=True)
+    x.add_argument("--out", type=Path, default=Path("artifacts/temporal_lift.onnx"))
+    x.add_argument("--allow-dynamic", action="store_true", help="also TPC/TPA/TPMo (TopK + GatherElements)")
+    x.set_defaults(func=export)
     return p
 
 
@@ -203,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return a.func(a)
-    except (CheckpointError, ValueError, FileNotFoundError) as e:
+    except (CheckpointError, ValueError, FileNotFoundError, RuntimeError) as e:  # RuntimeError: ExportError
         print(f"error: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
