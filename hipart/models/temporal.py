@@ -73,13 +73,12 @@ class TemporalConfig:
     tpc_k: int = 2  # neighbours of the DPC-kNN density (TPC)
 
     def __post_init__(self) -> None:
-        self.schedule_r, self.schedule_b = tuple(int(v) for v in self.schedule_r), tuple(
-            int(v) for v in self.schedule_b
-        )
-        for name, value, allowed in (("reduction", self.reduction, REDUCTIONS), ("prune", self.prune,
-                                     PRUNING_STRATEGIES), ("recover", self.recover, RECOVERY_STRATEGIES),
-                                     ("pipeline", self.pipeline, PIPELINES),
-                                     ("output_frame", self.output_frame, OUTPUT_FRAMES)):  # fmt: skip
+        self.schedule_r = tuple(int(v) for v in self.schedule_r)  # JSON gives lists
+        self.schedule_b = tuple(int(v) for v in self.schedule_b)
+        choices = {"reduction": REDUCTIONS, "prune": PRUNING_STRATEGIES, "recover": RECOVERY_STRATEGIES,
+                   "pipeline": PIPELINES, "output_frame": OUTPUT_FRAMES}  # fmt: skip
+        for name, allowed in choices.items():
+            value = getattr(self, name)
             if value not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
         if self.frames < 1 or self.dim < 1 or self.blocks < 1:

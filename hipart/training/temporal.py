@@ -11,6 +11,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm import tqdm
 
+from hipart.data.dataset import load_manifest, open_arrays
 from hipart.data.sequences import PoseWindows, sparse_inputs, split_rows
 from hipart.metrics import p_mpjpe
 from hipart.models.hipart import HiPART
@@ -136,8 +137,6 @@ def generate_cache(model: HiPART, root: str | Path, split: str, out: str | Path,
                    camera: int | None = None, batch_size: int = 256, progress: bool = True) -> Path:  # fmt: skip
     """HiPART-generated dense/fine of every row of a split (one camera per clip when given) -> .npz with
     dense [M,48,2], fine [M,96,2], rows [M], input_2d. Uses the same x_s as PoseWindows(input_2d=...)."""
-    from hipart.data.dataset import load_manifest, open_arrays
-
     rows = split_rows(root, split, camera)
     if len(rows) == 0:
         raise ValueError(f"split {split!r} has no rows" + (f" for camera {camera}" if camera is not None else ""))
