@@ -14,7 +14,7 @@ import torch
 
 from hipart.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from hipart.data.dataset import load_manifest, open_split
-from hipart.models.config import HiPARTConfig, LifterConfig
+from hipart.models.config import LIFTER_POINTS, HiPARTConfig
 from hipart.models.generator import HiARM
 from hipart.models.hipart import HiPART
 from hipart.models.lifter import Lifter
@@ -49,7 +49,7 @@ def load_config(spec: str, lifter_input: str) -> HiPARTConfig:
     if lifter_input != cfg.lifter_input:
         d = cfg.to_dict()
         d["lifter_input"] = lifter_input
-        d["lifter"]["num_points"] = 17 if lifter_input == "sparse" else LifterConfig().num_points
+        d["lifter"]["num_points"] = LIFTER_POINTS[lifter_input]
         cfg = HiPARTConfig.from_dict(d)
     return cfg
 
@@ -60,12 +60,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", type=Path, required=True, help="dataset folder from `hipart-data build`")
     p.add_argument("--out", type=Path, default=Path("runs/default"), help="run folder (default runs/default)")
     p.add_argument("--config", default="paper", help="paper | tiny | path to a HiPARTConfig JSON")
-    p.add_argument("--lifter-input", choices=["hierarchy", "sparse"], default="hierarchy")
+    p.add_argument("--lifter-input", choices=["hierarchy", "dense", "sparse"], default="hierarchy",
+                   help="lifter sees 17+48+96 points (default), 17+48, or the 17 joints only")
     p.add_argument("--epochs", type=int, nargs=3, metavar=("TOK", "GEN", "LIFT"),
                    help="epochs per stage (default: the CPU budget in docs/TRAINING.md)")
     p.add_argument("--subsample", type=int, default=1, help="use every K-th training sample (default 1)")
     p.add_argument("--input-2d", choices=["noisy", "det", "gt"], default="noisy",
                    help="2D input of generator/lifter: detector-like noise (default), stored detections, or clean")
+    p.add_argument("--batch-sizes", type=int, nargs=3, metavar=("TOK", "GEN", "LIFT"),
+                   help="override the paper's batch sizes (128 64 256)")
+    p.add_argument("--flip", type=float, default=0.5,
+                   help="probability of a horizontal flip (mirror + L/R swap) per lifter sample (default 0.5)")
     p.add_argument("--max-steps", type=int, help="stop each stage after N steps (smoke runs; resumable)")
     p.add_argument("--resume", action="store_true", help="continue from <out>/<stage>.state.pt")
     p.add_argument("--seed", type=int, default=0)
@@ -90,6 +95,9 @@ def run(a: argparse.Namespace) -> int:
     recipe = TrainRecipe()
     if a.epochs:
         recipe.tokenizer.epochs, recipe.generator.epochs, recipe.lifter.epochs = a.epochs
+    if a.batch_sizes:
+        recipe.tokenizer.batch_size, recipe.generator.batch_size, recipe.lifter.batch_size = a.batch_sizes
+    recipe.lifter_flip = a.flip
     loop = LoopConfig(seed=a.seed, max_steps=a.max_steps, device=a.device, progress=not a.no_progress)
     version = data_version(a.data)
     a.out.mkdir(parents=True, exist_ok=True)
@@ -124,7 +132,7 @@ def run(a: argparse.Namespace) -> int:
             model = assemble(a.out, cfg, lifter=None)
             data = open_split(a.data, "train", a.input_2d, a.subsample)
             extra = {}
-            if cfg.lifter_input == "hierarchy":
+            if cfg.lifter_input != "sparse":
                 cache = a.out / f"generated_train_s{a.subsample}_{a.input_2d}.npz"
                 if cache.exists():
                     z = np.load(cache)
@@ -135,7 +143,7 @@ def run(a: argparse.Namespace) -> int:
                     extra = {"gen_dense": dense, "gen_fine": fine}
             lifter = Lifter(cfg.lifter).to(a.device)
             rec = train_lifter(lifter, WithArrays(data, extra), recipe.lifter, loop, a.out, a.resume,
-                               recipe.lifter_gt_mix)
+                               recipe.lifter_gt_mix, recipe.lifter_flip)
             save_checkpoint(a.out / "lifter.pt", lifter.cpu(), version, {"last": rec})
             model = assemble(a.out, cfg, lifter.cpu())
             args = {k: str(v) for k, v in vars(a).items()}
