@@ -7,6 +7,7 @@ import hashlib
 import json
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +31,7 @@ from hipart.training.stages import (
     train_tokenizer,
 )
 
-STAGES = ("tokenizer", "generator", "lifter", "all")
+STAGES = ("tokenizer", "generator", "lifter", "all", "assemble")
 
 
 def data_version(root: Path) -> str:
@@ -56,7 +57,8 @@ def load_config(spec: str, lifter_input: str) -> HiPARTConfig:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="hipart-train", description="Train HiPART stage by stage (paper App. C).")
-    p.add_argument("stage", choices=STAGES, help="which stage to train; 'all' runs the three in order")
+    p.add_argument("stage", choices=STAGES, help="which stage to train; 'all' runs the three in order; 'assemble' "
+                   "only joins stage checkpoints into <out>/hipart.pt (ablations: mix stages of different runs)")
     p.add_argument("--data", type=Path, required=True, help="dataset folder from `hipart-data build`")
     p.add_argument("--out", type=Path, default=Path("runs/default"), help="run folder (default runs/default)")
     p.add_argument("--config", default="paper", help="paper | tiny | path to a HiPARTConfig JSON")
@@ -71,6 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override the paper's batch sizes (128 64 256)")
     p.add_argument("--flip", type=float, default=0.5,
                    help="probability of a horizontal flip (mirror + L/R swap) per lifter sample (default 0.5)")
+    p.add_argument("--tokenizer-from", type=Path, help="assemble: tokenizer.pt to use (default <out>/tokenizer.pt)")
+    p.add_argument("--generator-from", type=Path, help="assemble: generator.pt to use (default <out>/generator.pt)")
+    p.add_argument("--lifter-from", type=Path, help="assemble: lifter.pt to use (default <out>/lifter.pt)")
     p.add_argument("--max-steps", type=int, help="stop each stage after N steps (smoke runs; resumable)")
     p.add_argument("--resume", action="store_true", help="continue from <out>/<stage>.state.pt")
     p.add_argument("--seed", type=int, default=0)
@@ -84,8 +89,45 @@ def _need(path: Path, what: str) -> None:
         raise CheckpointError(f"{path} not found: train the {what} stage first (hipart-train {what} ...)")
 
 
+def assemble_stages(tokenizer: Path, generator: Path, lifter: Path) -> tuple[HiPART, str]:
+    """HiPART from three stage checkpoints (each keeps its own config) -> (model, data version of the lifter)."""
+    for path, what in ((tokenizer, "tokenizer"), (generator, "generator"), (lifter, "lifter")):
+        _need(path, what)
+    tok, _ = load_checkpoint(tokenizer, "tokenizer")
+    gen, _ = load_checkpoint(generator, "generator")
+    lif, meta = load_checkpoint(lifter, "lifter")
+    training_only = {"num_actions", "local_alignment", "global_alignment", "lambda_local", "lambda_global", "tau"}
+    want, have = (
+        {k: v for k, v in asdict(c).items() if k not in training_only} for c in (tok.config, gen.tok_config)
+    )
+    if want != have:
+        raise ValueError(f"{generator} was trained for a different tokenizer than {tokenizer}")
+    inputs = {n: k for k, n in LIFTER_POINTS.items()}
+    if lif.config.num_points not in inputs:
+        raise ValueError(f"{lifter}: a lifter over {lif.config.num_points} points matches no lifter input")
+    cfg = HiPARTConfig(tokenizer=tok.config, generator=gen.config, lifter=lif.config,
+                       lifter_input=inputs[lif.config.num_points])
+    model = HiPART(cfg)
+    model.tokenizer.load_state_dict(tok.state_dict())
+    model.generator.load_state_dict(gen.state_dict())
+    model.lifter.load_state_dict(lif.state_dict())
+    model.sync_codebooks()
+    return model.eval(), meta.get("data_version", "")
+
+
 def run(a: argparse.Namespace) -> int:
     torch.manual_seed(a.seed)
+    if a.stage == "assemble":
+        model, version = assemble_stages(a.tokenizer_from or a.out / "tokenizer.pt",
+                                         a.generator_from or a.out / "generator.pt",
+                                         a.lifter_from or a.out / "lifter.pt")
+        a.out.mkdir(parents=True, exist_ok=True)
+        save_checkpoint(a.out / "hipart.pt", model, version, {"assembled_from": {
+            "tokenizer": str(a.tokenizer_from or a.out / "tokenizer.pt"),
+            "generator": str(a.generator_from or a.out / "generator.pt"),
+            "lifter": str(a.lifter_from or a.out / "lifter.pt")}})
+        print(f"[hipart] assembled model written to {a.out / 'hipart.pt'}")
+        return 0
     cfg = load_config(a.config, a.lifter_input)
     n_actions = len(load_manifest(a.data)["action_classes"])
     if cfg.tokenizer.num_actions != n_actions:  # the Global Alignment head must match the dataset's classes
