@@ -89,7 +89,8 @@ class LifterConfig:
     blocks: int = 12
     heads: int = 6
     mlp_ratio: float = 2.0
-    dropout: float = 0.1
+    dropout: float = 0.1  # on embeddings, attention output and MLP
+    attn_dropout: float = 0.0  # on attention weights; 0 lets training use the fused attention kernel (CPU budget)
 
     def __post_init__(self) -> None:
         if self.dim % self.heads:
