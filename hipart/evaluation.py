@@ -13,6 +13,7 @@ from tqdm import tqdm
 
 from hipart.metrics import mean_error_2d, mpjpe, p_mpjpe
 from hipart.models.hipart import HiPART
+from hipart.models.tokenizer import MSSTokenizer
 from hipart.training.loop import collate
 
 
@@ -62,6 +63,35 @@ def evaluate(
         "token_acc_dense": float(np.concatenate(acc_d).mean()),
         "poses_per_s": n / t_model if t_model else float("nan"),
         "per_action": dict(per_action),
+    }
+
+
+@torch.no_grad()
+def evaluate_tokenizer(
+    tok: MSSTokenizer, dataset: Dataset, image_width: float, batch_size: int = 512, progress: bool = True
+) -> dict[str, Any]:
+    """Tokenizer-only metrics (paper Table 3 view): dense/fine reconstruction error (px) of encode -> decode on
+    ground-truth fine poses, and code perplexity / distinct codes used over the whole split."""
+    tok.eval()
+    px = image_width / 2
+    ed, ef, qs, qd = [], [], [], []
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate)
+    for b in tqdm(loader, desc="tokenizer", disable=not progress, dynamic_ncols=True):
+        q_s, q_d = tok.encode(b["x_f"])
+        x_d, x_f = tok.decode(q_s, q_d)
+        ed.append(mean_error_2d(x_d, b["x_d"]) * px)
+        ef.append(mean_error_2d(x_f, b["x_f"]) * px)
+        qs.append(q_s)
+        qd.append(q_d)
+    qs, qd = torch.cat(qs), torch.cat(qd)
+    return {
+        "n": int(len(qs)),
+        "recon_dense_px": float(np.concatenate(ed).mean()),
+        "recon_fine_px": float(np.concatenate(ef).mean()),
+        "perplexity_sparse": float(tok.sparse_quantizer.perplexity(qs)),
+        "perplexity_dense": float(tok.dense_quantizer.perplexity(qd)),
+        "codes_used_sparse": int(qs.unique().numel()),
+        "codes_used_dense": int(qd.unique().numel()),
     }
 
 

@@ -132,3 +132,20 @@ def test_cached_decode_on_cuda_matches_cpu():
     cpu = gen.generate(x)
     cuda = gen.cuda().generate(x.cuda())
     assert torch.equal(cpu[0], cuda[0].cpu()) and torch.equal(cpu[1], cuda[1].cpu())
+
+
+def test_fused_training_attention_matches_the_explicit_inference_graph():
+    """Without attention dropout, training uses the fused SDPA kernel; it must equal the explicit graph."""
+    from hipart.models.blocks import Attention
+
+    torch.manual_seed(0)
+    att = Attention(32, 4, dropout=0.0)
+    x = torch.randn(3, 10, 32)
+    mask = torch.tril(torch.ones(10, 10, dtype=torch.bool))
+    for m in (None, mask):
+        att.train()
+        fused = att(x, m)
+        att.eval()
+        torch.testing.assert_close(fused, att(x, m), atol=1e-6, rtol=1e-5)
+    assert Attention(32, 4, dropout=0.1, attn_dropout=0.0).attn_drop.p == 0.0
+    assert Attention(32, 4, dropout=0.1).attn_drop.p == 0.1

@@ -5,7 +5,7 @@ import torch
 from torch.utils.data import Dataset
 
 from hipart.checkpoint import save_checkpoint
-from hipart.evaluation import evaluate, markdown_table
+from hipart.evaluation import evaluate, evaluate_tokenizer, markdown_table
 from hipart.metrics import mpjpe
 from hipart.models.config import HiPARTConfig
 from hipart.models.hipart import HiPART
@@ -14,6 +14,7 @@ from hipart.training.stages import (
     StageRecipe,
     WithArrays,
     generate_dataset,
+    lifter_input,
     tokenize_dataset,
     train_generator,
     train_lifter,
@@ -97,3 +98,39 @@ def test_resume_equals_uninterrupted_training(tmp_path):
     assert all(torch.equal(sa[k], sb[k]) for k in sa), [k for k in sa if not torch.equal(sa[k], sb[k])]
     la, lb = _losses(tmp_path / "a" / "tokenizer.log.jsonl"), _losses(tmp_path / "b" / "tokenizer.log.jsonl")
     assert la == lb and len(la) == 10
+
+
+def test_tokenizer_evaluation_matches_hand_computed_reconstruction():
+    torch.manual_seed(0)
+    data = TinyPoses(n=20)
+    tok = HiPART(HiPARTConfig.tiny()).tokenizer.eval()
+    m = evaluate_tokenizer(tok, data, image_width=1000, batch_size=8, progress=False)
+    with torch.no_grad():
+        q_s, q_d = tok.encode(data.x_f)
+        x_d, x_f = tok.decode(q_s, q_d)
+    want_d = float((x_d - data.x_d).norm(dim=-1).mean() * 500)
+    want_f = float((x_f - data.x_f).norm(dim=-1).mean() * 500)
+    assert np.isclose(m["recon_dense_px"], want_d, rtol=1e-5) and np.isclose(m["recon_fine_px"], want_f, rtol=1e-5)
+    assert m["codes_used_sparse"] == int(q_s.unique().numel()) and m["n"] == 20
+
+
+def test_lifter_input_variants_feed_the_right_points():
+    b = {"x_s": torch.zeros(2, 17, 2), "gen_dense": torch.ones(2, 48, 2), "gen_fine": 2 * torch.ones(2, 96, 2)}
+    assert lifter_input(b, 17).shape == (2, 17, 2)
+    x = lifter_input(b, 65)
+    assert x.shape == (2, 65, 2) and x[:, 17:].eq(1).all()
+    assert lifter_input(b, 161)[:, 65:].eq(2).all()
+    for kind, n in (("sparse", 17), ("dense", 65), ("hierarchy", 161)):
+        model = HiPART(HiPARTConfig.tiny(kind)).eval()
+        with torch.no_grad():
+            assert model(torch.rand(3, 17, 2) - 0.5)["pose3d"].shape == (3, 17, 3)
+        assert model.lifter.config.num_points == n
+
+
+def test_lifter_training_with_flip_augmentation_runs_and_learns(tmp_path):
+    torch.manual_seed(0)
+    data = TinyPoses()
+    model = HiPART(HiPARTConfig.tiny("sparse"))
+    train_lifter(model.lifter, data, StageRecipe(3e-3, 0.0, 16, 8), _loop(), tmp_path, flip=0.5)
+    ll = _losses(tmp_path / "lifter.log.jsonl")
+    assert np.mean(ll[-3:]) < np.mean(ll[:3])

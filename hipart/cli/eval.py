@@ -10,16 +10,19 @@ from pathlib import Path
 
 from hipart.checkpoint import CheckpointError, load_checkpoint
 from hipart.data.dataset import load_manifest, open_split
-from hipart.evaluation import evaluate, markdown_table
+from hipart.evaluation import evaluate, evaluate_tokenizer, markdown_table
 
 SWEEPS = {"mask": (0.0, 0.2, 0.4, 0.6, 0.8), "crop": (0.0, 0.1, 0.2, 0.3, 0.4)}
 COLUMNS = ["setting", "n", "mpjpe_mm", "pa_mpjpe_mm", "dense_2d_px", "fine_2d_px", "token_acc_sparse",
            "token_acc_dense", "poses_per_s"]
+TOKENIZER_COLUMNS = ["n", "recon_dense_px", "recon_fine_px", "perplexity_sparse", "perplexity_dense",
+                     "codes_used_sparse", "codes_used_dense"]
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="hipart-eval", description="Evaluate a HiPART checkpoint on held-out subjects.")
-    p.add_argument("--checkpoint", type=Path, required=True)
+    p.add_argument("--checkpoint", type=Path, required=True,
+                   help="a hipart checkpoint (full metrics) or a tokenizer checkpoint (reconstruction only)")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--data", type=Path, help="dataset folder from `hipart-data build`")
     src.add_argument("--bvh-dir", type=Path, help="any BVH folder: built on the fly, every clip held out")
@@ -35,8 +38,31 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def run_tokenizer(a: argparse.Namespace, data_root: Path, tok, meta: dict) -> dict:
+    """Tokenizer checkpoint: reconstruction and codebook metrics only (paper Table 3 view)."""
+    w = load_manifest(data_root)["image_size"][0]
+    ds = open_split(data_root, a.split, "gt", a.subsample)
+    m = evaluate_tokenizer(tok, ds, w, progress=not a.no_progress)
+    print(f"tokenizer  dense {m['recon_dense_px']:.2f} px  fine {m['recon_fine_px']:.2f} px  perplexity "
+          f"{m['perplexity_sparse']:.0f}/{m['perplexity_dense']:.0f}  ({m['n']} poses)")
+    result = {"checkpoint": str(a.checkpoint), "model_hash": meta.get("model_hash"), "kind": "tokenizer",
+              "trained_on": meta.get("data_version"), "split": a.split, "results": [m]}
+    table = markdown_table([m], TOKENIZER_COLUMNS)
+    print("\n" + table)
+    if a.json:
+        a.json.write_text(json.dumps(result, indent=1))
+    if a.markdown:
+        a.markdown.write_text(table + "\n")
+    return result
+
+
 def run(a: argparse.Namespace, data_root: Path) -> dict:
-    model, meta = load_checkpoint(a.checkpoint)
+    model, meta = load_checkpoint(a.checkpoint, expect_kind=None)
+    if meta.get("kind") == "tokenizer":
+        return run_tokenizer(a, data_root, model, meta)
+    if meta.get("kind") != "hipart":
+        raise CheckpointError(f"{a.checkpoint} holds a {meta.get('kind')!r} checkpoint; hipart-eval takes a "
+                              "hipart (full model) or tokenizer checkpoint")
     man = load_manifest(data_root)
     w = man["image_size"][0]
     names = man.get("action_classes")

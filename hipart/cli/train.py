@@ -7,6 +7,7 @@ import hashlib
 import json
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,7 @@ import torch
 
 from hipart.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from hipart.data.dataset import load_manifest, open_split
-from hipart.models.config import HiPARTConfig, LifterConfig
+from hipart.models.config import LIFTER_POINTS, HiPARTConfig
 from hipart.models.generator import HiARM
 from hipart.models.hipart import HiPART
 from hipart.models.lifter import Lifter
@@ -30,7 +31,7 @@ from hipart.training.stages import (
     train_tokenizer,
 )
 
-STAGES = ("tokenizer", "generator", "lifter", "all")
+STAGES = ("tokenizer", "generator", "lifter", "all", "assemble")
 
 
 def data_version(root: Path) -> str:
@@ -49,23 +50,32 @@ def load_config(spec: str, lifter_input: str) -> HiPARTConfig:
     if lifter_input != cfg.lifter_input:
         d = cfg.to_dict()
         d["lifter_input"] = lifter_input
-        d["lifter"]["num_points"] = 17 if lifter_input == "sparse" else LifterConfig().num_points
+        d["lifter"]["num_points"] = LIFTER_POINTS[lifter_input]
         cfg = HiPARTConfig.from_dict(d)
     return cfg
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="hipart-train", description="Train HiPART stage by stage (paper App. C).")
-    p.add_argument("stage", choices=STAGES, help="which stage to train; 'all' runs the three in order")
+    p.add_argument("stage", choices=STAGES, help="which stage to train; 'all' runs the three in order; 'assemble' "
+                   "only joins stage checkpoints into <out>/hipart.pt (ablations: mix stages of different runs)")
     p.add_argument("--data", type=Path, required=True, help="dataset folder from `hipart-data build`")
     p.add_argument("--out", type=Path, default=Path("runs/default"), help="run folder (default runs/default)")
     p.add_argument("--config", default="paper", help="paper | tiny | path to a HiPARTConfig JSON")
-    p.add_argument("--lifter-input", choices=["hierarchy", "sparse"], default="hierarchy")
+    p.add_argument("--lifter-input", choices=["hierarchy", "dense", "sparse"], default="hierarchy",
+                   help="lifter sees 17+48+96 points (default), 17+48, or the 17 joints only")
     p.add_argument("--epochs", type=int, nargs=3, metavar=("TOK", "GEN", "LIFT"),
                    help="epochs per stage (default: the CPU budget in docs/TRAINING.md)")
     p.add_argument("--subsample", type=int, default=1, help="use every K-th training sample (default 1)")
     p.add_argument("--input-2d", choices=["noisy", "det", "gt"], default="noisy",
                    help="2D input of generator/lifter: detector-like noise (default), stored detections, or clean")
+    p.add_argument("--batch-sizes", type=int, nargs=3, metavar=("TOK", "GEN", "LIFT"),
+                   help="override the paper's batch sizes (128 64 256)")
+    p.add_argument("--flip", type=float, default=0.5,
+                   help="probability of a horizontal flip (mirror + L/R swap) per lifter sample (default 0.5)")
+    p.add_argument("--tokenizer-from", type=Path, help="assemble: tokenizer.pt to use (default <out>/tokenizer.pt)")
+    p.add_argument("--generator-from", type=Path, help="assemble: generator.pt to use (default <out>/generator.pt)")
+    p.add_argument("--lifter-from", type=Path, help="assemble: lifter.pt to use (default <out>/lifter.pt)")
     p.add_argument("--max-steps", type=int, help="stop each stage after N steps (smoke runs; resumable)")
     p.add_argument("--resume", action="store_true", help="continue from <out>/<stage>.state.pt")
     p.add_argument("--seed", type=int, default=0)
@@ -79,8 +89,45 @@ def _need(path: Path, what: str) -> None:
         raise CheckpointError(f"{path} not found: train the {what} stage first (hipart-train {what} ...)")
 
 
+def assemble_stages(tokenizer: Path, generator: Path, lifter: Path) -> tuple[HiPART, str]:
+    """HiPART from three stage checkpoints (each keeps its own config) -> (model, data version of the lifter)."""
+    for path, what in ((tokenizer, "tokenizer"), (generator, "generator"), (lifter, "lifter")):
+        _need(path, what)
+    tok, _ = load_checkpoint(tokenizer, "tokenizer")
+    gen, _ = load_checkpoint(generator, "generator")
+    lif, meta = load_checkpoint(lifter, "lifter")
+    training_only = {"num_actions", "local_alignment", "global_alignment", "lambda_local", "lambda_global", "tau"}
+    want, have = (
+        {k: v for k, v in asdict(c).items() if k not in training_only} for c in (tok.config, gen.tok_config)
+    )
+    if want != have:
+        raise ValueError(f"{generator} was trained for a different tokenizer than {tokenizer}")
+    inputs = {n: k for k, n in LIFTER_POINTS.items()}
+    if lif.config.num_points not in inputs:
+        raise ValueError(f"{lifter}: a lifter over {lif.config.num_points} points matches no lifter input")
+    cfg = HiPARTConfig(tokenizer=tok.config, generator=gen.config, lifter=lif.config,
+                       lifter_input=inputs[lif.config.num_points])
+    model = HiPART(cfg)
+    model.tokenizer.load_state_dict(tok.state_dict())
+    model.generator.load_state_dict(gen.state_dict())
+    model.lifter.load_state_dict(lif.state_dict())
+    model.sync_codebooks()
+    return model.eval(), meta.get("data_version", "")
+
+
 def run(a: argparse.Namespace) -> int:
     torch.manual_seed(a.seed)
+    if a.stage == "assemble":
+        model, version = assemble_stages(a.tokenizer_from or a.out / "tokenizer.pt",
+                                         a.generator_from or a.out / "generator.pt",
+                                         a.lifter_from or a.out / "lifter.pt")
+        a.out.mkdir(parents=True, exist_ok=True)
+        save_checkpoint(a.out / "hipart.pt", model, version, {"assembled_from": {
+            "tokenizer": str(a.tokenizer_from or a.out / "tokenizer.pt"),
+            "generator": str(a.generator_from or a.out / "generator.pt"),
+            "lifter": str(a.lifter_from or a.out / "lifter.pt")}})
+        print(f"[hipart] assembled model written to {a.out / 'hipart.pt'}")
+        return 0
     cfg = load_config(a.config, a.lifter_input)
     n_actions = len(load_manifest(a.data)["action_classes"])
     if cfg.tokenizer.num_actions != n_actions:  # the Global Alignment head must match the dataset's classes
@@ -90,6 +137,9 @@ def run(a: argparse.Namespace) -> int:
     recipe = TrainRecipe()
     if a.epochs:
         recipe.tokenizer.epochs, recipe.generator.epochs, recipe.lifter.epochs = a.epochs
+    if a.batch_sizes:
+        recipe.tokenizer.batch_size, recipe.generator.batch_size, recipe.lifter.batch_size = a.batch_sizes
+    recipe.lifter_flip = a.flip
     loop = LoopConfig(seed=a.seed, max_steps=a.max_steps, device=a.device, progress=not a.no_progress)
     version = data_version(a.data)
     a.out.mkdir(parents=True, exist_ok=True)
@@ -124,7 +174,7 @@ def run(a: argparse.Namespace) -> int:
             model = assemble(a.out, cfg, lifter=None)
             data = open_split(a.data, "train", a.input_2d, a.subsample)
             extra = {}
-            if cfg.lifter_input == "hierarchy":
+            if cfg.lifter_input != "sparse":
                 cache = a.out / f"generated_train_s{a.subsample}_{a.input_2d}.npz"
                 if cache.exists():
                     z = np.load(cache)
@@ -135,7 +185,7 @@ def run(a: argparse.Namespace) -> int:
                     extra = {"gen_dense": dense, "gen_fine": fine}
             lifter = Lifter(cfg.lifter).to(a.device)
             rec = train_lifter(lifter, WithArrays(data, extra), recipe.lifter, loop, a.out, a.resume,
-                               recipe.lifter_gt_mix)
+                               recipe.lifter_gt_mix, recipe.lifter_flip)
             save_checkpoint(a.out / "lifter.pt", lifter.cpu(), version, {"last": rec})
             model = assemble(a.out, cfg, lifter.cpu())
             args = {k: str(v) for k, v in vars(a).items()}

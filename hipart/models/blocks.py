@@ -38,14 +38,14 @@ class MixerBlock(nn.Module):
 class Attention(nn.Module):
     """Multi-head self-attention with an optional boolean mask and a static KV-cache step."""
 
-    def __init__(self, dim: int, heads: int, dropout: float = 0.0):
+    def __init__(self, dim: int, heads: int, dropout: float = 0.0, attn_dropout: float | None = None):
         super().__init__()
         self.heads = heads
         self.head_dim = dim // heads
         self.scale = self.head_dim**-0.5
         self.qkv = nn.Linear(dim, 3 * dim)
         self.proj = nn.Linear(dim, dim)
-        self.attn_drop = nn.Dropout(dropout)
+        self.attn_drop = nn.Dropout(dropout if attn_dropout is None else attn_dropout)
         self.proj_drop = nn.Dropout(dropout)
 
     def project_qkv(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -56,11 +56,16 @@ class Attention(nn.Module):
 
     def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         """Softmax attention of q over k/v (mask True = may attend), heads merged, output projection."""
-        scores = (q * self.scale) @ k.transpose(-2, -1)
-        if mask is not None:  # True = may attend
-            scores = scores.masked_fill(~mask, float("-inf"))
-        attn = self.attn_drop(scores.softmax(dim=-1))
-        out = attn @ v  # [B, H, Tq, hd]
+        if self.training and self.attn_drop.p == 0.0:
+            # Training without attention dropout: the fused kernel (same math; ~3x faster backward on CPU).
+            # Inference keeps the explicit graph below, which export and the kernels mirror op for op.
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        else:
+            scores = (q * self.scale) @ k.transpose(-2, -1)
+            if mask is not None:  # True = may attend
+                scores = scores.masked_fill(~mask, float("-inf"))
+            attn = self.attn_drop(scores.softmax(dim=-1))
+            out = attn @ v  # [B, H, Tq, hd]
         b, _, t, _ = out.shape
         return self.proj_drop(self.proj(out.transpose(1, 2).reshape(b, t, self.heads * self.head_dim)))
 
@@ -81,10 +86,11 @@ class Attention(nn.Module):
 class TransformerBlock(nn.Module):
     """Pre-norm transformer block: x + Attn(LN(x)), then x + MLP(LN(x))."""
 
-    def __init__(self, dim: int, heads: int, mlp_ratio: float = 4.0, dropout: float = 0.0):
+    def __init__(self, dim: int, heads: int, mlp_ratio: float = 4.0, dropout: float = 0.0,
+                 attn_dropout: float | None = None):  # fmt: skip
         super().__init__()
         self.norm1 = nn.LayerNorm(dim)
-        self.attn = Attention(dim, heads, dropout)
+        self.attn = Attention(dim, heads, dropout, attn_dropout)
         self.norm2 = nn.LayerNorm(dim)
         self.mlp = Mlp(dim, int(dim * mlp_ratio), dropout)
 

@@ -9,7 +9,10 @@ from hipart import skeleton
 
 GENERATION_ORDERS = ("center_to_periphery", "next_token")
 GENERATOR_MODES = ("autoregressive", "classification")
-LIFTER_INPUTS = ("hierarchy", "sparse")
+LIFTER_INPUTS = ("hierarchy", "dense", "sparse")
+# Points the lifter sees for each input choice: 17 + 48 + 96, 17 + 48 (paper Table 5's "+dense"), 17.
+LIFTER_POINTS = {"hierarchy": skeleton.NUM_HIERARCHY_POINTS, "dense": skeleton.NUM_JOINTS + skeleton.NUM_DENSE,
+                 "sparse": skeleton.NUM_JOINTS}
 
 
 @dataclass
@@ -86,7 +89,8 @@ class LifterConfig:
     blocks: int = 12
     heads: int = 6
     mlp_ratio: float = 2.0
-    dropout: float = 0.1
+    dropout: float = 0.1  # on embeddings, attention output and MLP
+    attn_dropout: float = 0.0  # on attention weights; 0 lets training use the fused attention kernel (CPU budget)
 
     def __post_init__(self) -> None:
         if self.dim % self.heads:
@@ -100,12 +104,12 @@ class HiPARTConfig:
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
     generator: GeneratorConfig = field(default_factory=GeneratorConfig)
     lifter: LifterConfig = field(default_factory=LifterConfig)
-    lifter_input: str = "hierarchy"  # or "sparse" (baseline lifter over the 17 joints only)
+    lifter_input: str = "hierarchy"  # or "dense" (17 + 48 points) or "sparse" (baseline over the 17 joints only)
 
     def __post_init__(self) -> None:
         if self.lifter_input not in LIFTER_INPUTS:
             raise ValueError(f"lifter_input must be one of {LIFTER_INPUTS}, got {self.lifter_input!r}")
-        want = skeleton.NUM_HIERARCHY_POINTS if self.lifter_input == "hierarchy" else skeleton.NUM_JOINTS
+        want = LIFTER_POINTS[self.lifter_input]
         if self.lifter.num_points != want:
             raise ValueError(
                 f"lifter_input={self.lifter_input!r} needs lifter.num_points={want}, got {self.lifter.num_points}"
@@ -121,7 +125,7 @@ class HiPARTConfig:
     @classmethod
     def tiny(cls, lifter_input: str = "hierarchy") -> HiPARTConfig:
         """A small model with the same structure, for tests and quick experiments."""
-        n = skeleton.NUM_HIERARCHY_POINTS if lifter_input == "hierarchy" else skeleton.NUM_JOINTS
+        n = LIFTER_POINTS[lifter_input]
         return cls(
             tokenizer=TokenizerConfig(
                 enc_dim=32, enc_blocks=1, enc_token_hidden=16, enc_channel_hidden=64, dec_dim=24,

@@ -32,9 +32,11 @@ class HiPART(nn.Module):
             )
 
     def lift(self, x_s: torch.Tensor, x_d: torch.Tensor, x_f: torch.Tensor) -> torch.Tensor:
-        """3D pose [B, 17, 3] from the three 2D levels (or x_s alone for the sparse-only lifter)."""
+        """3D pose [B, 17, 3] from the 2D levels the lifter takes (all three, x_s + dense, or x_s alone)."""
         if self.config.lifter_input == "sparse":
             return self.lifter(x_s)
+        if self.config.lifter_input == "dense":
+            return self.lifter(torch.cat([x_s, x_d], 1))
         return self.lifter(torch.cat([x_s, x_d, x_f], 1))
 
     def densify(self, x_s: torch.Tensor, use_cache: bool = True) -> dict[str, torch.Tensor]:

@@ -19,7 +19,8 @@ class Lifter(nn.Module):
         self.pos_emb = nn.Parameter(torch.randn(cfg.num_points, cfg.dim) * 0.02)
         self.drop = nn.Dropout(cfg.dropout)
         self.blocks = nn.ModuleList(
-            TransformerBlock(cfg.dim, cfg.heads, cfg.mlp_ratio, cfg.dropout) for _ in range(cfg.blocks)
+            TransformerBlock(cfg.dim, cfg.heads, cfg.mlp_ratio, cfg.dropout, cfg.attn_dropout)
+            for _ in range(cfg.blocks)
         )
         self.norm = nn.LayerNorm(cfg.dim)
         self.joint_proj = nn.Linear(cfg.num_points, cfg.num_joints)  # N point embeddings -> 17 joints

@@ -10,6 +10,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
+from hipart.data.flip import flip_batch
 from hipart.models.generator import HiARM
 from hipart.models.hipart import HiPART
 from hipart.models.lifter import Lifter
@@ -37,6 +38,7 @@ class TrainRecipe:
     generator: StageRecipe = field(default_factory=lambda: StageRecipe(5e-4, 0.03, 64, 50))
     lifter: StageRecipe = field(default_factory=lambda: StageRecipe(1e-3, 0.0, 256, 25))
     lifter_gt_mix: float = 0.0  # fraction of lifter batches fed ground-truth dense/fine instead of generated
+    lifter_flip: float = 0.5  # probability of a horizontal flip (mirror + left/right swap) per lifter sample
 
 
 class WithArrays(Dataset):
@@ -115,24 +117,29 @@ def train_generator(gen: HiARM, data: Dataset, r: StageRecipe, loop: LoopConfig,
 
 
 def lifter_input(b: dict[str, torch.Tensor], num_points: int, gt_mix: float = 0.0) -> torch.Tensor:
-    """The lifter's [B, N, 2] input: x_s alone (17) or x_s + generated (or, with prob. gt_mix, GT) dense/fine."""
+    """The lifter's [B, N, 2] input: x_s alone (17), x_s + dense (65) or x_s + dense + fine (161); dense/fine are
+    the generated ones (or, with probability gt_mix, the ground truth)."""
     if num_points == b["x_s"].shape[1]:
         return b["x_s"]
     dense, fine = b["gen_dense"], b["gen_fine"]
     if gt_mix > 0:
         use_gt = (torch.rand(dense.shape[0]) < gt_mix)[:, None, None]
         dense, fine = torch.where(use_gt, b["x_d"], dense), torch.where(use_gt, b["x_f"], fine)
+    if num_points == b["x_s"].shape[1] + dense.shape[1]:
+        return torch.cat([b["x_s"], dense], 1)
     return torch.cat([b["x_s"], dense, fine], 1)
 
 
 def train_lifter(lifter: Lifter, data: Dataset, r: StageRecipe, loop: LoopConfig, out: Path, resume=False,
-                 gt_mix: float = 0.0):
+                 gt_mix: float = 0.0, flip: float = 0.0):
     """Stage 3: lifter on [x_s, generated dense, generated fine] -> root-relative 3D, MPJPE loss (metres)."""
     opt = torch.optim.Adam(lifter.parameters(), lr=r.lr, weight_decay=r.weight_decay)
     sched = step_decay(opt, -(-len(data) // r.batch_size))
     n = lifter.config.num_points
 
     def step(b):
+        if flip > 0:
+            b = flip_batch(b, torch.rand(b["x_s"].shape[0]) < flip)
         pred = lifter(lifter_input(b, n, gt_mix))
         err = (pred - b["pose3d"]).norm(dim=-1).mean()
         return {"loss": err, "mpjpe_mm": err.detach() * 1000}

@@ -29,3 +29,19 @@ def test_train_all_then_eval_on_a_tiny_dataset(tmp_path, capsys):
     res = json.loads((tmp_path / "e.json").read_text())["results"][0]
     assert res["setting"] == "no occlusion" and res["n"] > 0 and res["mpjpe_mm"] > 0
     assert eval_main(["--checkpoint", str(out / "hipart.pt"), "--data", str(data), "--split", "train"]) == 2
+    # a tokenizer checkpoint gets the reconstruction-only (Table 3) view
+    rc = eval_main(["--checkpoint", str(out / "tokenizer.pt"), "--data", str(data), "--json", str(tmp_path / "t.json"),
+                    "--no-progress"])
+    assert rc == 0, capsys.readouterr().err
+    tok_res = json.loads((tmp_path / "t.json").read_text())["results"][0]
+    assert tok_res["recon_fine_px"] > 0 and tok_res["codes_used_dense"] >= 1
+    # assemble re-joins stage checkpoints (here the run's own) into a model that evaluates identically
+    rc = train_main(["assemble", "--data", str(data), "--out", str(tmp_path / "asm"),
+                     "--tokenizer-from", str(out / "tokenizer.pt"), "--generator-from", str(out / "generator.pt"),
+                     "--lifter-from", str(out / "lifter.pt")])
+    assert rc == 0, capsys.readouterr().err
+    again, _ = load_checkpoint(tmp_path / "asm" / "hipart.pt")
+    for k, v in model.state_dict().items():
+        assert (again.state_dict()[k] == v).all(), k
+    # a lifter checkpoint is not something hipart-eval can score
+    assert eval_main(["--checkpoint", str(out / "lifter.pt"), "--data", str(data), "--no-progress"]) == 1
