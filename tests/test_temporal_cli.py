@@ -10,7 +10,8 @@ import torch
 
 from hipart.checkpoint import load_checkpoint, save_checkpoint
 from hipart.cli.temporal import main
-from hipart.data.sequences import PoseWindows
+from hipart.data.dataset import load_manifest, open_arrays
+from hipart.data.sequences import PoseWindows, sparse_inputs
 from hipart.models.temporal import TemporalConfig, TemporalLifter
 from hipart.training.loop import LoopConfig
 from hipart.training.temporal import TemporalRecipe, evaluate_temporal, temporal_loss, train_temporal
@@ -49,6 +50,19 @@ def test_cli_cache_train_resume_eval_bench(data, tmp_path, tiny_model, capsys):
     assert main(ev) == 0, capsys.readouterr().err
     m = json.loads((tmp_path / "e.json").read_text())["metrics"]
     assert m["n"] == 17 and m["mpjpe_mm"] > 0 and m["pa_mpjpe_mm"] <= m["mpjpe_mm"] and m["mpjve_mm"] > 0
+    # the single-frame baseline is scored on exactly the same frames, and equals HiPART's own lifter there
+    assert main(ev + ["--single-frame", str(hip)]) == 0, capsys.readouterr().err
+    single = json.loads((tmp_path / "e.json").read_text())["single_frame"]
+    assert single["n"] == m["n"]
+    z = np.load(tmp_path / "gen_test.npz")
+    arrays = open_arrays(data)
+    x_s = sparse_inputs(arrays, z["rows"], "det", tuple(load_manifest(data)["image_size"]))
+    with torch.no_grad():
+        pred = tiny_model.eval().lift(torch.from_numpy(x_s), torch.from_numpy(z["dense"]),
+                                      torch.from_numpy(z["fine"])).numpy()
+    gt = np.asarray(arrays["p3d_s"][z["rows"]])
+    by_hand = np.linalg.norm(pred - (gt - gt[:, :1]), axis=-1).mean() * 1000
+    assert np.isclose(single["mpjpe_mm"], by_hand, rtol=1e-4)
     assert main(ev[:-3] + ["--split", "train"]) == 2  # never on the training split
     mismatched = ev[:-3] + ["--input-2d", "gt"]
     assert main(mismatched) == 1 and "generated from input_2d='det'" in capsys.readouterr().err

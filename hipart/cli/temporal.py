@@ -19,6 +19,7 @@ from hipart.models.temporal import TemporalConfig, TemporalLifter, default_sched
 from hipart.models.temporal_cost import measure, parse_spec
 from hipart.training.loop import LoopConfig
 from hipart.training.temporal import (
+    FrameWiseHiPART,
     TemporalRecipe,
     evaluate_temporal,
     generate_cache,
@@ -97,12 +98,22 @@ def evaluate(a: argparse.Namespace) -> int:
     print(f"{a.split}: MPJPE {m['mpjpe_mm']:.1f} mm  PA-MPJPE {m['pa_mpjpe_mm']:.1f} mm  MPJVE {m['mpjve_mm']:.2f} "
           f"mm/frame  ({m['n']} frames, {cfg.pipeline}, T={cfg.frames}, {cfg.prune}"
           f"{'' if cfg.prune == 'none' else '+' + cfg.recover})")  # fmt: skip
+    single = None
+    if a.single_frame:
+        hip, _ = load_checkpoint(a.single_frame, expect_kind="hipart")
+        single = evaluate_temporal(FrameWiseHiPART(hip, cfg.frames), data, a.batch_size, not a.no_progress)
+        gain = 100 * (1 - m["mpjpe_mm"] / single["mpjpe_mm"])
+        print(f"single-frame HiPART on the same frames: MPJPE {single['mpjpe_mm']:.1f} mm  PA-MPJPE "
+              f"{single['pa_mpjpe_mm']:.1f} mm  MPJVE {single['mpjve_mm']:.2f} mm/frame  (temporal: {gain:+.1f}%)")
     if a.json:
         a.json.parent.mkdir(parents=True, exist_ok=True)
         a.json.write_text(json.dumps({"checkpoint": str(a.checkpoint), "model_hash": meta.get("model_hash"),
                                       "trained_on": meta.get("data_version"), "split": a.split,
                                       "input_2d": a.input_2d, "generated": str(a.generated) if a.generated else None,
-                                      "camera": a.camera, "model": cfg.to_dict(), "metrics": m}, indent=1))  # fmt: skip
+                                      "camera": a.camera, "model": cfg.to_dict(), "metrics": m,
+                                      "single_frame": single,
+                                      "single_frame_checkpoint": str(a.single_frame) if a.single_frame else None},
+                                     indent=1))  # fmt: skip
     return 0
 
 
@@ -186,6 +197,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--split", default="test", help="split to evaluate (default test; never train)")
     e.add_argument("--batch-size", type=int, default=32)
     e.add_argument("--json", type=Path, help="write the metrics here")
+    e.add_argument("--single-frame", type=Path, metavar="HIPART_PT",
+                   help="also score this single-frame HiPART checkpoint on exactly the same frames (the baseline)")
     e.set_defaults(func=evaluate)
     b = sub.add_parser("bench", help="params, FLOPs and CPU frames/s of configurations")
     b.add_argument("--configs", nargs="+", help="specs like 'edge,frames=81,prune=tps' (default: a T=27 sweep)")

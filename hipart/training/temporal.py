@@ -5,12 +5,14 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm import tqdm
 
+from hipart import skeleton
 from hipart.data.dataset import load_manifest, open_arrays
 from hipart.data.sequences import PoseWindows, sparse_inputs, split_rows
 from hipart.metrics import p_mpjpe
@@ -101,7 +103,8 @@ def predict_rows(model: TemporalLifter, data: PoseWindows | Subset, batch_size: 
     return r, np.concatenate(preds)[first], np.concatenate(targets)[first]
 
 
-def evaluate_temporal(model: TemporalLifter, data: PoseWindows, batch_size: int = 32, progress: bool = False) -> dict:
+def evaluate_temporal(model: TemporalLifter | FrameWiseHiPART, data: PoseWindows, batch_size: int = 32,
+                      progress: bool = False) -> dict:
     """MPJPE, PA-MPJPE (mm, per frame) and MPJVE (mm/frame, over consecutive frames of one clip and camera)."""
     t0 = time.perf_counter()
     rows, pred, target = predict_rows(model, data, batch_size, progress)
@@ -118,6 +121,24 @@ def evaluate_temporal(model: TemporalLifter, data: PoseWindows, batch_size: int 
         "mpjve_mm": float(vel.mean() * 1000) if len(vel) else float("nan"),
         "frames_per_s": float(len(rows) / wall) if wall > 0 else 0.0,
     }
+
+
+class FrameWiseHiPART(torch.nn.Module):
+    """Single-frame HiPART lifter applied to every frame of a window: the reference the temporal lifter must beat,
+    scored by `evaluate_temporal` on exactly the same windows (same x_s, same generated dense/fine)."""
+
+    def __init__(self, hipart: HiPART, frames: int):
+        super().__init__()
+        self.hipart = hipart
+        self.config = SimpleNamespace(pipeline="seq2seq", output_index=frames - 1, frames=frames)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x [B, T, 161, 2] -> [B, T, 17, 3]: each frame lifted on its own."""
+        b, t = x.shape[:2]
+        flat = x.reshape(b * t, *x.shape[2:])
+        ns, nd = skeleton.NUM_JOINTS, skeleton.NUM_DENSE
+        pose = self.hipart.lift(flat[:, :ns], flat[:, ns : ns + nd], flat[:, ns + nd :])
+        return pose.reshape(b, t, *pose.shape[1:])
 
 
 class _SparseFrames(Dataset):
