@@ -99,6 +99,8 @@ def markdown_table(rows: list[dict[str, Any]], columns: list[str]) -> str:
     """A Markdown table of `columns` over `rows` (floats to 1 decimal, token accuracies to 3)."""
 
     def fmt(v: Any) -> str:
+        if v is None:
+            return "–"
         if isinstance(v, float):
             return f"{v:.3f}" if abs(v) < 1 else f"{v:.1f}"
         return str(v)
