@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # Issue-8 tables in docs/RESULTS.md (H2OT on HiPART's stream), from a trained default run.
 # Usage: bash benchmarks/reproduce_temporal.sh [DATA_DIR] [RUNS_DIR]    (run from the repository root)
-# Budget: every model is the `small` preset at T=27, 300 steps of 16 windows (camera 0 of every train clip).
+# Budget: every model is the `small` preset at T=27, 200 steps of 16 windows (camera 0 of every train clip).
 set -euo pipefail
 DATA=${1:-data/cmu_lab}
 RUNS=${2:-runs}
 R="$RUNS/temporal"
 OUT=benchmarks/results
 mkdir -p "$R" "$OUT"
-STEPS=${STEPS:-300}
+STEPS=${STEPS:-200}
 # HiPART's generated dense/fine for camera 0 of every clip (train + test), stored detections as x_s
 for split in train test; do
   [ -f "$R/gen_${split}_c0.npz" ] || hipart-temporal cache --hipart "$RUNS/default/hipart.pt" --data "$DATA" \
