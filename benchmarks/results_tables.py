@@ -33,7 +33,7 @@ def lifter_table(root: Path) -> str:
     rows = []
     ref = _first(_load(root, "eval_lifter_sparse_test.json")).get("mpjpe_mm")
     for name, label, paper in (("lifter_sparse", "17 (sparse only)", 52.1), ("lifter_dense", "17 + 48 (+dense)", 46.7),
-                               ("default", "17 + 48 + 96 (+dense +fine)", 42.0)):  # fmt: skip
+                               ("default_2ep", "17 + 48 + 96 (+dense +fine)", 42.0)):  # fmt: skip
         r = _first(_load(root, f"eval_{name}_test.json"))
         rows.append({"lifter input": label, "n": r.get("n", "not run"), "MPJPE mm": r.get("mpjpe_mm"),
                      "PA-MPJPE mm": r.get("pa_mpjpe_mm"), "vs sparse": _pct(r.get("mpjpe_mm"), ref),
@@ -91,7 +91,6 @@ TEMPORAL_RUNS = (
     ("tpa_tra", "TPA + TRA"),
     ("tpc_tra", "TPC + TRA"),
     ("tps_tri_r9_b0", "TPS + TRI, r=[9] b=[0]"),
-    ("tps_tri_r14_b1", "TPS + TRI, r=[14] b=[1]"),
     ("tps_tri_r5_b1", "TPS + TRI, r=[14,5] b=[0,1]"),
     ("seq2frame_tps_tri", "TPS + TRI, seq2frame (centre frame)"),
 )
