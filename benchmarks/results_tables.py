@@ -85,8 +85,8 @@ def sweep_table(root: Path, kind: str) -> str:
 
 TEMPORAL_RUNS = (
     ("tps_tri", "TPS + TRI, r=[14,9] b=[0,1]; 300 steps, lr 5e-4"),
-    ("unpruned600", "unpruned (161→17 reduction, no frame pruning); 600 steps, lr 1e-3"),
-    ("tps_tri600", "TPS + TRI, r=[14,9] b=[0,1]; 600 steps, lr 1e-3"),
+    ("unpruned600", "unpruned (161→17 reduction, no frame pruning); 487 steps (1 epoch), lr 1e-3"),
+    ("tps_tri600", "TPS + TRI, r=[14,9] b=[0,1]; 487 steps (1 epoch), lr 1e-3"),
 )
 
 
