@@ -13,6 +13,7 @@ import torch
 
 from hipart import skeleton
 from hipart.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from hipart.cli.guard import is_dataset_dir, run_guarded
 from hipart.cli.train import data_version
 from hipart.data.sequences import PoseWindows
 from hipart.models.temporal import TemporalConfig, TemporalLifter, default_schedule
@@ -227,18 +228,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     a = build_parser().parse_args(argv)
     data = getattr(a, "data", None)
-    if data is not None and not (data / "manifest.json").exists():
-        print(f"error: {data} is not a dataset folder (no manifest.json); build one with `hipart-data build`",
-              file=sys.stderr)  # fmt: skip
+    if data is not None and not is_dataset_dir(data):
         return 2
-    try:
-        return a.func(a)
-    except (CheckpointError, ValueError, FileNotFoundError, RuntimeError) as e:  # RuntimeError: ExportError
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("\ninterrupted: state saved at the last checkpoint step; rerun with --resume", file=sys.stderr)
-        return 130
+    # RuntimeError: ExportError
+    return run_guarded(a.func, a, (CheckpointError, ValueError, FileNotFoundError, RuntimeError))
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from hipart.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from hipart.cli.guard import is_dataset_dir, run_guarded
 from hipart.data.dataset import load_manifest, open_split
 from hipart.models.config import LIFTER_POINTS, HiPARTConfig
 from hipart.models.generator import HiARM
@@ -216,18 +217,9 @@ def main(argv: list[str] | None = None) -> int:
     if a.subsample < 1:
         print("error: --subsample must be >= 1", file=sys.stderr)
         return 2
-    if not (a.data / "manifest.json").exists():
-        print(f"error: {a.data} is not a dataset folder (no manifest.json); build one with `hipart-data build`",
-              file=sys.stderr)
+    if not is_dataset_dir(a.data):
         return 2
-    try:
-        return run(a)
-    except (CheckpointError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("\ninterrupted: state saved at the last checkpoint step; rerun with --resume", file=sys.stderr)
-        return 130
+    return run_guarded(run, a, (CheckpointError, ValueError))
 
 
 if __name__ == "__main__":
