@@ -108,11 +108,7 @@ def assemble_stages(tokenizer: Path, generator: Path, lifter: Path) -> tuple[HiP
         raise ValueError(f"{lifter}: a lifter over {lif.config.num_points} points matches no lifter input")
     cfg = HiPARTConfig(tokenizer=tok.config, generator=gen.config, lifter=lif.config,
                        lifter_input=inputs[lif.config.num_points])
-    model = HiPART(cfg)
-    model.tokenizer.load_state_dict(tok.state_dict())
-    model.generator.load_state_dict(gen.state_dict())
-    model.lifter.load_state_dict(lif.state_dict())
-    model.sync_codebooks()
+    model = _join(cfg, tok, gen, lif)
     return model.eval(), meta.get("data_version", "")
 
 
@@ -203,6 +199,11 @@ def assemble(out: Path, cfg: HiPARTConfig, lifter: Lifter | None) -> HiPART:
     _need(out / "generator.pt", "generator")
     tok, _ = load_checkpoint(out / "tokenizer.pt", "tokenizer")
     gen, _ = load_checkpoint(out / "generator.pt", "generator")
+    return _join(cfg, tok, gen, lifter)
+
+
+def _join(cfg: HiPARTConfig, tok: MSSTokenizer, gen: HiARM, lifter: Lifter | None) -> HiPART:
+    """HiPART(cfg) holding the given stage weights (a missing lifter keeps its fresh weights), in eval mode."""
     model = HiPART(cfg)
     model.tokenizer.load_state_dict(tok.state_dict())
     model.generator.load_state_dict(gen.state_dict())

@@ -59,8 +59,12 @@ def hierarchy_flip_permutation() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 _LEVEL_OF_KEY = {"x_s": 0, "conf": 0, "pose3d": 0, "x_d": 1, "gen_dense": 1, "dense3d": 1,
-                 "x_f": 2, "gen_fine": 2, "fine3d": 2}  # fmt: skip
-_MIRRORED_KEYS = ("x_s", "x_d", "x_f", "gen_dense", "gen_fine", "pose3d", "dense3d", "fine3d")
+                 "x_f": 2, "gen_fine": 2, "fine3d": 2}  # fmt: skip  (every key but conf holds coordinates)
+
+
+@functools.lru_cache(maxsize=1)
+def _torch_permutations() -> tuple[torch.Tensor, ...]:
+    return tuple(torch.as_tensor(p) for p in hierarchy_flip_permutation())
 
 
 def flip_batch(batch: dict[str, torch.Tensor], which: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -69,7 +73,7 @@ def flip_batch(batch: dict[str, torch.Tensor], which: torch.Tensor) -> dict[str,
     2D inputs are normalised so the image centre is x = 0; 3D is camera frame, so mirroring the image mirrors
     camera x as well. Keys without a point level (action, subject, ...) pass through unchanged.
     """
-    perms = [torch.as_tensor(p) for p in hierarchy_flip_permutation()]
+    perms = _torch_permutations()
     out = dict(batch)
     sel = which.bool()
     for key, level in _LEVEL_OF_KEY.items():
@@ -77,7 +81,7 @@ def flip_batch(batch: dict[str, torch.Tensor], which: torch.Tensor) -> dict[str,
             continue
         v = batch[key]
         flipped = v[:, perms[level]]
-        if key in _MIRRORED_KEYS:
+        if key != "conf":
             flipped = flipped.clone()
             flipped[..., 0] = -flipped[..., 0]
         shape = (-1,) + (1,) * (v.dim() - 1)
