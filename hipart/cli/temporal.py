@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -16,12 +17,14 @@ from hipart.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from hipart.cli.guard import is_dataset_dir, run_guarded
 from hipart.cli.train import data_version
 from hipart.data.sequences import PoseWindows
+from hipart.models.lifter import Lifter
 from hipart.models.temporal import TemporalConfig, TemporalLifter, default_schedule
 from hipart.models.temporal_cost import measure, parse_spec
 from hipart.training.loop import LoopConfig
 from hipart.training.temporal import (
     FrameWiseHiPART,
     TemporalRecipe,
+    attach_lifter_features,
     evaluate_temporal,
     generate_cache,
     train_temporal,
@@ -44,6 +47,10 @@ def model_config(a: argparse.Namespace) -> TemporalConfig:
     if prune not in (None, "none") and "recover" not in over:
         over["recover"] = "tri" if prune == "tps" else "tra"
     points = skeleton.NUM_JOINTS if a.input == "sparse" else skeleton.NUM_HIERARCHY_POINTS
+    if a.lifter_from is not None:
+        lifter = single_frame_lifter(a.lifter_from)
+        over.update(reduction="lifter", lifter=asdict(lifter.config))
+        points = lifter.config.num_points
     if a.config in ("small", "edge"):
         if points == skeleton.NUM_JOINTS:
             over.setdefault("reduction", "none")
@@ -56,11 +63,22 @@ def model_config(a: argparse.Namespace) -> TemporalConfig:
     return TemporalConfig.from_dict(d)
 
 
+def single_frame_lifter(path: Path) -> Lifter:
+    """The lifter of a trained HiPART checkpoint, for reduction='lifter' (it must take 161 or 17 points)."""
+    hip, _ = load_checkpoint(path, expect_kind="hipart")
+    if hip.lifter.config.num_points not in (skeleton.NUM_HIERARCHY_POINTS, skeleton.NUM_JOINTS):
+        raise ValueError(f"{path}: its lifter takes {hip.lifter.config.num_points} points; the temporal model "
+                         f"takes {skeleton.NUM_HIERARCHY_POINTS} (hierarchy) or {skeleton.NUM_JOINTS} (sparse)")
+    return hip.lifter
+
+
 def _windows(a: argparse.Namespace, model: TemporalLifter, split: str, stride: int | None) -> PoseWindows:
     cfg = model.config
     # the noise draw stays the dataset's (seed 0, as HierarchicalPoseDataset): a generated cache was made from it
-    return PoseWindows(a.data, split, cfg.frames, stride, window_offset(model), a.input_2d, cfg.num_points,
+    data = PoseWindows(a.data, split, cfg.frames, stride, window_offset(model), a.input_2d, cfg.num_points,
                        a.generated, a.camera)  # fmt: skip
+    attach_lifter_features(model, data, a.feature_cache, not a.no_progress)
+    return data
 
 
 def train(a: argparse.Namespace) -> int:
@@ -68,6 +86,8 @@ def train(a: argparse.Namespace) -> int:
     torch.manual_seed(a.seed)
     cfg = model_config(a)
     model = TemporalLifter(cfg)
+    if a.lifter_from is not None:
+        model.load_lifter(single_frame_lifter(a.lifter_from))
     stride = a.stride or max(1, cfg.frames // 4)
     data = _windows(a, model, "train", stride)
     recipe = TemporalRecipe(lr=a.lr, batch_size=a.batch_size, epochs=a.epochs, lambda_vel=a.lambda_vel)
@@ -78,7 +98,8 @@ def train(a: argparse.Namespace) -> int:
     (a.out / "temporal_config.json").write_text(json.dumps({"model": cfg.to_dict(), "args": args,
                                                             "data_version": version}, indent=1))  # fmt: skip
     print(f"[temporal] {len(data)} windows of {cfg.frames} frames ({len(data.rows)} frames, {len(data.runs)} "
-          f"clip-camera runs); {sum(p.numel() for p in model.parameters())} parameters")  # fmt: skip
+          f"clip-camera runs); {sum(p.numel() for p in model.parameters() if p.requires_grad)} trained parameters"
+          + (f" on the frozen single-frame lifter of {a.lifter_from}" if a.lifter_from else ""))  # fmt: skip
     t0 = time.perf_counter()
     rec = train_temporal(model.to(a.device), data, recipe, loop, a.out, a.resume)
     path = save_checkpoint(a.out / "temporal.pt", model.cpu(), version, {"last": rec, "train_args": args})
@@ -164,6 +185,8 @@ def _data_args(p: argparse.ArgumentParser) -> None:
                    help="sparse 2D input: stored detections (default), resampled noise, or clean")
     p.add_argument("--stride", type=int, help="frames between window anchors (train: T/4; eval: each frame once)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--feature-cache", type=Path, metavar="DIR",
+                   help="keep the frozen single-frame lifter's per-frame features here (--lifter-from models)")
     p.add_argument("--no-progress", action="store_true")
 
 
@@ -178,6 +201,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--config", default="small", help="small | edge | path to a TemporalConfig JSON")
     t.add_argument("--input", choices=["hierarchy", "sparse"], default="hierarchy", help="161 points or 17 joints")
     t.add_argument("--reduction", choices=["none", "linear", "sparse"], help="161 -> 17 tokens (default linear)")
+    t.add_argument("--lifter-from", type=Path, metavar="HIPART_PT",
+                   help="build on this trained HiPART's single-frame lifter (frozen): its 17 joint features per "
+                        "frame are the tokens, and the output is its pose + a learned temporal correction")
     t.add_argument("--prune", choices=["none", "tpc", "tpa", "tpmo", "tps"], help="token pruning (default tps)")
     t.add_argument("--recover", choices=["tra", "tri"], help="token recovery (default tri with tps, else tra)")
     t.add_argument("--schedule-r", type=int, nargs="+", help="tokens kept per pruning stage, e.g. 14 9")

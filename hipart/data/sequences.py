@@ -127,6 +127,8 @@ class PoseWindows(Dataset):
         self.spread_dense, self.spread_fine = bone_spread_matrices()
         # window = (run start position in rows, run length, first frame of the window relative to the run)
         self.windows = [(s, n, c - offset) for s, n in self.runs for c in range(0, n, self.stride)]
+        # optional per-frame table aligned with self.rows (e.g. the single-frame lifter's features), yielded per window
+        self.features: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.windows)
@@ -137,23 +139,30 @@ class PoseWindows(Dataset):
         valid = (rel >= 0) & (rel < n)
         pos = start + np.clip(rel, 0, n - 1)  # positions in self.rows; edge replication at the run's ends
         rows = self.rows[pos]
-        a = self.arrays
+        p3d = np.asarray(self.arrays["p3d_s"][rows], np.float32)
+        out = {
+            "x": torch.from_numpy(self.frame_inputs(pos)),
+            "pose3d": torch.from_numpy(p3d - p3d[:, :1]),
+            "valid": torch.from_numpy(valid.astype(np.float32)),
+            "row": torch.from_numpy(rows.astype(np.int64)),
+        }
+        if self.features is not None:
+            out["features"] = torch.from_numpy(self.features[pos])
+        return out
+
+    def frame_inputs(self, pos: np.ndarray) -> np.ndarray:
+        """Model input [n, N, 2] of the frames at positions `pos` of `self.rows` (x_s, then dense and fine)."""
         x = self.x_s[pos]
         if self.num_points == skeleton.NUM_HIERARCHY_POINTS:
             if self.dense is not None:
                 dense, fine = self.dense[pos], self.fine[pos]
             else:
+                a, rows = self.arrays, self.rows[pos]
                 shift = x - np.asarray(a["x_s"][rows], np.float32)  # the input's noise, spread over each bone
                 dense = np.asarray(a["x_d"][rows], np.float32) + self.spread_dense @ shift
                 fine = np.asarray(a["x_f"][rows], np.float32) + self.spread_fine @ shift
             x = np.concatenate([x, dense, fine], 1)
-        p3d = np.asarray(a["p3d_s"][rows], np.float32)
-        return {
-            "x": torch.from_numpy(np.ascontiguousarray(x, np.float32)),
-            "pose3d": torch.from_numpy(p3d - p3d[:, :1]),
-            "valid": torch.from_numpy(valid.astype(np.float32)),
-            "row": torch.from_numpy(rows.astype(np.int64)),
-        }
+        return np.ascontiguousarray(x, np.float32)
 
 
 def load_generated(path: str | Path, root: str | Path, split: str, rows: np.ndarray, input_2d: str | None = None

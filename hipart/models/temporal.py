@@ -8,6 +8,10 @@ of each point (MixSTE). Optional spatial reduction 161 -> 17 tokens after an ear
 161-point input affordable. Token pruning (hipart.models.token_pruning) keeps r_m frame tokens after block b_m;
 token recovery (hipart.models.token_recovery) restores all T frames at the end (TRA) or interpolates the
 regressed poses (TRI, with the ordered sampler TPS only).
+
+reduction="lifter" builds the video lifter on the trained single-frame HiPART lifter: its (frozen) blocks reduce
+each frame to 17 joint features, and the temporal blocks regress a correction added to its own per-frame 3D pose
+(the regression head starts at zero, so an untrained model *is* the single-frame lifter).
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ from torch import nn
 
 from hipart import skeleton
 from hipart.models.blocks import TransformerBlock, joint_projection
+from hipart.models.config import LifterConfig
+from hipart.models.lifter import Lifter
 from hipart.models.token_pruning import (
     PRUNING_STRATEGIES,
     attention_received,
@@ -37,7 +43,7 @@ from hipart.models.token_recovery import (
 )
 from hipart.validation import check_sequence
 
-REDUCTIONS = ("none", "linear", "sparse")
+REDUCTIONS = ("none", "linear", "sparse", "lifter")
 PIPELINES = ("seq2seq", "seq2frame")
 OUTPUT_FRAMES = ("centre", "last")
 
@@ -62,7 +68,9 @@ class TemporalConfig:
     heads: int = 8
     mlp_ratio: float = 2.0  # MixSTE's FFN expansion
     dropout: float = 0.0
-    reduction: str = "linear"  # none | linear (learned 161 -> 17 along the point axis) | sparse (keep the 17 joints)
+    # none | linear (learned 161 -> 17 along the point axis) | sparse (keep the 17 joints) | lifter (the frozen
+    # single-frame HiPART lifter's 17 joint features per frame; the output is its pose + a temporal correction)
+    reduction: str = "linear"
     reduce_after: int = 0  # spatial block after which the point tokens are reduced to the joints
     prune: str = "tps"  # none | tpc | tpa | tpmo | tps
     recover: str = "tri"  # tra | tri (TRI needs TPS)
@@ -71,6 +79,7 @@ class TemporalConfig:
     pipeline: str = "seq2seq"  # seq2seq: all T frames out; seq2frame: one frame out
     output_frame: str = "centre"  # seq2frame output: centre (T // 2) or last (T - 1, causal)
     tpc_k: int = 2  # neighbours of the DPC-kNN density (TPC)
+    lifter: dict[str, Any] | None = None  # LifterConfig of the single-frame lifter (reduction="lifter" only)
 
     def __post_init__(self) -> None:
         self.schedule_r = tuple(int(v) for v in self.schedule_r)  # JSON gives lists
@@ -87,7 +96,18 @@ class TemporalConfig:
             raise ValueError(f"dim {self.dim} is not divisible by heads {self.heads}")
         if self.num_points not in (skeleton.NUM_HIERARCHY_POINTS, skeleton.NUM_JOINTS):
             raise ValueError(f"num_points must be {skeleton.NUM_HIERARCHY_POINTS} or {skeleton.NUM_JOINTS}")
-        if self.num_points == self.num_joints and self.reduction != "none":
+        if self.reduction == "lifter":
+            self.lifter = asdict(LifterConfig(num_points=self.num_points, num_joints=self.num_joints)) | dict(
+                self.lifter or {})  # fmt: skip
+            if (self.lifter["num_points"], self.lifter["num_joints"]) != (self.num_points, self.num_joints):
+                raise ValueError(f"the single-frame lifter takes {self.lifter['num_points']} points to "
+                                 f"{self.lifter['num_joints']} joints, the temporal model {self.num_points} to "
+                                 f"{self.num_joints}")  # fmt: skip
+            if self.reduce_after != 0:
+                raise ValueError("reduction='lifter' reduces each frame before the first block: reduce_after must be 0")
+        elif self.lifter is not None:
+            raise ValueError("a lifter config belongs only to reduction='lifter'")
+        elif self.num_points == self.num_joints and self.reduction != "none":
             raise ValueError("spatial reduction needs more points than joints; use reduction='none' for 17 points")
         if not 0 <= self.reduce_after < self.blocks:
             raise ValueError(f"reduce_after must be a block index in [0, {self.blocks}), got {self.reduce_after}")
@@ -153,8 +173,13 @@ class TemporalLifter(nn.Module):
     def __init__(self, cfg: TemporalConfig | None = None):
         super().__init__()
         self.config = cfg = cfg or TemporalConfig()
-        self.embed = nn.Linear(2, cfg.dim)
-        self.point_pos = nn.Parameter(torch.randn(cfg.num_points, cfg.dim) * 0.02)
+        self.lifter = self.lift_proj = self.embed = self.point_pos = None
+        if cfg.reduction == "lifter":  # frozen single-frame lifter -> 17 joint features + its pose, per frame
+            self.lifter = Lifter(LifterConfig(**cfg.lifter)).requires_grad_(False).eval()
+            self.lift_proj = nn.Linear(self.lifter.config.dim, cfg.dim)
+        else:
+            self.embed = nn.Linear(2, cfg.dim)
+            self.point_pos = nn.Parameter(torch.randn(cfg.num_points, cfg.dim) * 0.02)
         self.frame_pos = nn.Parameter(torch.randn(cfg.frames, cfg.dim) * 0.02)
         self.drop = nn.Dropout(cfg.dropout)
         self.spatial = nn.ModuleList(
@@ -164,9 +189,10 @@ class TemporalLifter(nn.Module):
             TransformerBlock(cfg.dim, cfg.heads, cfg.mlp_ratio, cfg.dropout) for _ in range(cfg.blocks)
         )
         self.reduce_proj = self.joint_pos = self.joint_proj = None
+        if cfg.reduction in ("linear", "lifter"):
+            self.joint_pos = nn.Parameter(torch.randn(cfg.num_joints, cfg.dim) * 0.02)
         if cfg.reduction == "linear":
             self.reduce_proj = nn.Linear(cfg.num_points, cfg.num_joints)
-            self.joint_pos = nn.Parameter(torch.randn(cfg.num_joints, cfg.dim) * 0.02)
         elif cfg.reduction == "none" and cfg.num_points != cfg.num_joints:
             self.joint_proj = nn.Linear(cfg.num_points, cfg.num_joints)  # at the end, like the single-frame Lifter
         self.norm = nn.LayerNorm(cfg.dim)
@@ -174,6 +200,9 @@ class TemporalLifter(nn.Module):
         if cfg.prune != "none" and cfg.recover == "tra":
             self.recovery = TokenRecoveryAttention(cfg.frames, cfg.dim, cfg.heads, cfg.dropout)
         self.head = nn.Sequential(nn.LayerNorm(cfg.dim), nn.Linear(cfg.dim, 3))
+        if self.lifter is not None:  # the correction starts at zero: untrained, the model is the single-frame lifter
+            nn.init.zeros_(self.head[1].weight)
+            nn.init.zeros_(self.head[1].bias)
         # TPS is static: its kept frames (per stage and in the original time axis) and TRI's table are constants
         stage_idx, kept = [], torch.arange(cfg.frames)
         if cfg.prune == "tps":
@@ -190,26 +219,71 @@ class TemporalLifter(nn.Module):
         self.register_buffer("tri_weight", w, persistent=False)
 
     # -- backbone ------------------------------------------------------------------------------------------
-    def frame_tokens(self, x: torch.Tensor) -> torch.Tensor:
+    def train(self, mode: bool = True) -> TemporalLifter:
+        """nn.Module.train; the frozen single-frame lifter stays in eval mode (no dropout)."""
+        super().train(mode)
+        if self.lifter is not None:
+            self.lifter.eval()
+        return self
+
+    def load_lifter(self, lifter: Lifter) -> TemporalLifter:
+        """Copy a trained single-frame lifter's weights into the frozen per-frame stage (reduction='lifter')."""
+        if self.lifter is None:
+            raise ValueError("this temporal model has no single-frame lifter stage (reduction != 'lifter')")
+        self.lifter.load_state_dict(lifter.state_dict())
+        return self
+
+    @property
+    def lifter_channels(self) -> int:
+        """Channels of `lifter_features`: the lifter's joint features + its 3D pose (0 without a lifter stage)."""
+        return 0 if self.lifter is None else self.lifter.config.dim + 3
+
+    def lifter_features(self, x: torch.Tensor) -> torch.Tensor:
+        """The frozen single-frame lifter on every frame: x [B, t, N, 2] -> [B, t, 17, D + 3] (its 17 joint features
+        and, in the last 3 channels, its own 3D pose). Training caches these per frame."""
+        lf = self.lifter
+        b, t, n, _ = x.shape
+        h = lf.embed(x.reshape(b * t, n, 2)) + lf.pos_emb
+        for blk in lf.blocks:
+            h = blk(h)
+        f = joint_projection(lf.norm(h), lf.joint_proj)
+        return torch.cat([f, lf.head(f)], -1).view(b, t, self.config.num_joints, self.lifter_channels)
+
+    def frame_tokens(self, x: torch.Tensor, features: torch.Tensor | None = None) -> torch.Tensor:
         """Per-frame stage, independent of the frame's place in the window: embedding, spatial block 0 and (when
-        reduce_after == 0) the 161 -> 17 reduction: x [B, t, N, 2] -> [B, t, n, C]. Streaming caches it per frame."""
+        reduce_after == 0) the 161 -> 17 reduction: x [B, t, N, 2] -> [B, t, n, C]. Streaming caches it per frame.
+
+        With reduction="lifter" the tokens come from the single-frame lifter (`features` = precomputed
+        `lifter_features(x)`, else computed here) and carry that lifter's 3D pose in 3 extra channels [.., C + 3].
+        """
         b, t, n, _ = x.shape
         c = self.config.dim  # explicit sizes (no -1) keep every ONNX shape inferable with a symbolic batch
+        if self.lifter is not None:
+            f = self.lifter_features(x) if features is None else features
+            j, d = self.config.num_joints, self.lifter.config.dim
+            h = self.drop(self.lift_proj(f[..., :d]) + self.joint_pos)
+            h = self.spatial[0](h.reshape(b * t, j, c)).view(b, t, j, c)
+            return torch.cat([h, f[..., d:]], -1)
         h = self.drop(self.embed(x) + self.point_pos)
         h = self.spatial[0](h.reshape(b * t, n, c)).view(b, t, n, c)
         if self.config.reduction != "none" and self.config.reduce_after == 0:
             h = self._reduce(h)
         return h
 
-    def encode(self, x: torch.Tensor, tokens: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Blocks with pruning: x [B, T, N, 2] -> (normed joint tokens [B, r, 17, C], kept frames [B, r] or None).
+    def encode(self, x: torch.Tensor, tokens: torch.Tensor | None = None, features: torch.Tensor | None = None
+               ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:  # fmt: skip
+        """Blocks with pruning: x [B, T, N, 2] -> (normed joint tokens [B, r, 17, C], kept frames [B, r] or None,
+        the single-frame lifter's poses [B, T, 17, 3] or None).
 
-        `tokens` are `frame_tokens(x)` computed earlier (streaming cache). kept is None when no frame was pruned or
-        the pruning is static (TPS: see `tps_kept`).
+        `tokens` are `frame_tokens(x)` computed earlier (streaming cache), `features` precomputed
+        `lifter_features(x)`. kept is None when no frame was pruned or the pruning is static (TPS: see `tps_kept`).
         """
         cfg = self.config
-        h = self.frame_tokens(x) if tokens is None else tokens
+        h = self.frame_tokens(x, features) if tokens is None else tokens
         b, c = h.shape[0], cfg.dim
+        base = None
+        if self.lifter is not None:  # the per-frame single-frame poses ride in the tokens' last 3 channels
+            h, base = h[..., :c], h[..., c:]
         h = h + self.frame_pos[:, None]  # temporal positions enter before the first temporal block (MixSTE)
         kept = None  # original frame index of each token, for dynamic strategies
         stage = 0
@@ -234,7 +308,7 @@ class TemporalLifter(nn.Module):
         if self.joint_proj is not None:
             t, n = h.shape[1], h.shape[2]
             h = joint_projection(h.reshape(b * t, n, c), self.joint_proj).view(b, t, cfg.num_joints, c)
-        return h, kept
+        return h, kept, base
 
     def _reduce(self, h: torch.Tensor) -> torch.Tensor:
         b, t, n, c = h.shape
@@ -260,8 +334,10 @@ class TemporalLifter(nn.Module):
         return gather_frames(h, idx), kept.gather(1, idx)
 
     # -- outputs -------------------------------------------------------------------------------------------
-    def _regress(self, h: torch.Tensor) -> torch.Tensor:
-        p = self.head(h)
+    @staticmethod
+    def _root_relative(p: torch.Tensor, base: torch.Tensor | None = None) -> torch.Tensor:
+        if base is not None:  # reduction="lifter": the temporal correction is added to the single-frame pose
+            p = p + base
         return p - p[..., skeleton.ROOT : skeleton.ROOT + 1, :]  # root-relative by construction
 
     def _recover_tokens(self, h: torch.Tensor, frames: torch.Tensor | None) -> torch.Tensor:
@@ -274,46 +350,50 @@ class TemporalLifter(nn.Module):
         if not torch.jit.is_tracing():
             check_sequence(x, self.config.frames, self.config.num_points)
 
-    def forward_sequence(self, x: torch.Tensor, tokens: torch.Tensor | None = None) -> torch.Tensor:
+    def forward_sequence(self, x: torch.Tensor, tokens: torch.Tensor | None = None,
+                         features: torch.Tensor | None = None) -> torch.Tensor:  # fmt: skip
         """seq2seq: x [B, T, N, 2] -> root-relative 3D joints of every frame [B, T, 17, 3]."""
         self._check(x)
-        h, _ = self.encode(x, tokens)
+        h, _, base = self.encode(x, tokens, features)
         cfg = self.config
         if cfg.prune == "none":
-            return self._regress(h)
+            return self._root_relative(self.head(h), base)
         if cfg.recover == "tra":
-            return self._regress(self._recover_tokens(h, None))
-        return interpolate_frames(self._regress(h), self.tri_left, self.tri_right, self.tri_weight)
+            return self._root_relative(self.head(self._recover_tokens(h, None)), base)
+        p = interpolate_frames(self.head(h), self.tri_left, self.tri_right, self.tri_weight)
+        return self._root_relative(p, base)
 
-    def forward_frame(self, x: torch.Tensor, frame: int | None = None, tokens: torch.Tensor | None = None
-                      ) -> torch.Tensor:  # fmt: skip
+    def forward_frame(self, x: torch.Tensor, frame: int | None = None, tokens: torch.Tensor | None = None,
+                      features: torch.Tensor | None = None) -> torch.Tensor:  # fmt: skip
         """seq2frame: 3D joints [B, 17, 3] of one frame of the window (default: the config's output frame)."""
         self._check(x)
         cfg = self.config
         f = cfg.output_index if frame is None else int(frame)
         if not 0 <= f < cfg.frames:
             raise ValueError(f"frame {f} is outside the window [0, {cfg.frames})")
-        h, _ = self.encode(x, tokens)
+        h, _, base = self.encode(x, tokens, features)
+        base = None if base is None else base[:, f]
         if cfg.prune == "none":
-            return self._regress(h[:, f])
+            return self._root_relative(self.head(h[:, f]), base)
         if cfg.recover == "tra":  # recover only the wanted frame: one query
             sel = torch.tensor([f], device=h.device)
-            return self._regress(self._recover_tokens(h, sel))[:, 0]
+            return self._root_relative(self.head(self._recover_tokens(h, sel))[:, 0], base)
         # TRI at one frame: the kept frame itself when it was kept (weight 0), else its two neighbours
         sl = slice(f, f + 1)
-        return interpolate_frames(self._regress(h), self.tri_left[sl], self.tri_right[sl], self.tri_weight[sl])[:, 0]
+        p = interpolate_frames(self.head(h), self.tri_left[sl], self.tri_right[sl], self.tri_weight[sl])[:, 0]
+        return self._root_relative(p, base)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, features: torch.Tensor | None = None) -> torch.Tensor:
         """The configured pipeline: [B, T, 17, 3] (seq2seq) or [B, 17, 3] at the output frame (seq2frame)."""
         if self.config.pipeline == "seq2seq":
-            return self.forward_sequence(x)
-        return self.forward_frame(x)
+            return self.forward_sequence(x, features=features)
+        return self.forward_frame(x, features=features)
 
     def kept_frames(self, x: torch.Tensor) -> torch.Tensor:
         """Original frame indices [B, r_M] of the tokens that reach the last block (all T when not pruned)."""
         self._check(x)
         with torch.no_grad():
-            _, kept = self.encode(x)
+            _, kept, _ = self.encode(x)
         if kept is not None:
             return kept
         frames = self.tps_kept if self.config.prune == "tps" else torch.arange(self.config.frames)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +14,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm import tqdm
 
 from hipart import skeleton
+from hipart.checkpoint import model_hash
 from hipart.data.dataset import load_manifest, open_arrays
 from hipart.data.sequences import PoseWindows, sparse_inputs, split_rows
 from hipart.metrics import p_mpjpe
@@ -60,15 +62,17 @@ def window_offset(model: TemporalLifter) -> int:
 def train_temporal(model: TemporalLifter, data: Dataset, recipe: TemporalRecipe, loop: LoopConfig, out: Path,
                    resume: bool = False) -> dict:  # fmt: skip
     """Train on PoseWindows samples with `temporal_loss`; resumable through hipart.training.loop.train_loop."""
-    opt = torch.optim.Adam(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
+    params = [p for p in model.parameters() if p.requires_grad]  # not the frozen single-frame lifter
+    opt = torch.optim.Adam(params, lr=recipe.lr, weight_decay=recipe.weight_decay)
     sched = step_decay(opt, -(-len(data) // recipe.batch_size), gamma=0.96, every_epochs=1)
     seq = model.config.pipeline == "seq2seq"
     f = model.config.output_index
 
     def step(b: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        pred = model(b["x"], b.get("features"))
         if seq:
-            return temporal_loss(model(b["x"]), b["pose3d"], b["valid"], recipe.lambda_vel)
-        return temporal_loss(model(b["x"]), b["pose3d"][:, f], b["valid"][:, f])
+            return temporal_loss(pred, b["pose3d"], b["valid"], recipe.lambda_vel)
+        return temporal_loss(pred, b["pose3d"][:, f], b["valid"][:, f])
 
     cfg = LoopConfig(**{**loop.__dict__, "epochs": recipe.epochs, "batch_size": recipe.batch_size})
     return train_loop("temporal", model, data, step, opt, sched, cfg, out, resume)
@@ -88,7 +92,7 @@ def predict_rows(model: TemporalLifter, data: PoseWindows | Subset, batch_size: 
     rows, preds, targets = [], [], []
     loader = DataLoader(data, batch_size=batch_size, shuffle=False, collate_fn=collate)
     for b in tqdm(loader, desc="eval", disable=not progress, dynamic_ncols=True):
-        out = model(b["x"])
+        out = model(b["x"], b["features"]) if "features" in b else model(b["x"])
         if seq:
             keep = b["valid"] > 0
             rows.append(b["row"][keep].numpy())
@@ -123,6 +127,47 @@ def evaluate_temporal(model: TemporalLifter | FrameWiseHiPART, data: PoseWindows
     }
 
 
+@torch.no_grad()
+def lifter_feature_table(model: TemporalLifter, data: PoseWindows, batch_size: int = 256, progress: bool = False
+                         ) -> np.ndarray:  # fmt: skip
+    """`model.lifter_features` of every frame of `data` (aligned with data.rows): [M, 17, D + 3] float32."""
+    was = model.training
+    model.eval()
+    n = len(data.rows)
+    out = np.empty((n, model.config.num_joints, model.lifter_channels), np.float32)
+    for s in tqdm(range(0, n, batch_size), desc="single-frame lifter", disable=not progress, dynamic_ncols=True):
+        pos = np.arange(s, min(n, s + batch_size))
+        out[pos] = model.lifter_features(torch.from_numpy(data.frame_inputs(pos))[:, None])[:, 0].numpy()
+    model.train(was)
+    return out
+
+
+def attach_lifter_features(model: TemporalLifter, data: PoseWindows, cache_dir: str | Path | None = None,
+                           progress: bool = False) -> None:  # fmt: skip
+    """Give `data` the frozen single-frame lifter's per-frame features (reduction='lifter' models; else nothing),
+    computed once or read from `cache_dir` (keyed by the lifter's weights and the exact frame inputs)."""
+    if model.lifter is None:
+        return
+    path = None
+    if cache_dir is not None:
+        h = hashlib.sha256(model_hash(model.lifter).encode())
+        for arr in (data.rows, data.x_s, data.dense, data.fine):
+            if arr is not None:
+                h.update(np.ascontiguousarray(arr).tobytes())
+        path = Path(cache_dir) / f"lifter_features_{h.hexdigest()[:16]}.npy"
+        if path.is_file():
+            table = np.load(path, mmap_mode="r")
+            if table.shape == (len(data.rows), model.config.num_joints, model.lifter_channels):
+                data.features = np.asarray(table)
+                return
+    data.features = lifter_feature_table(model, data, progress=progress)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp.npy")
+        np.save(tmp, data.features)
+        tmp.replace(path)
+
+
 class FrameWiseHiPART(torch.nn.Module):
     """Single-frame HiPART lifter applied to every frame of a window: the reference the temporal lifter must beat,
     scored by `evaluate_temporal` on exactly the same windows (same x_s, same generated dense/fine)."""
@@ -132,8 +177,8 @@ class FrameWiseHiPART(torch.nn.Module):
         self.hipart = hipart
         self.config = SimpleNamespace(pipeline="seq2seq", output_index=frames - 1, frames=frames)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x [B, T, 161, 2] -> [B, T, 17, 3]: each frame lifted on its own."""
+    def forward(self, x: torch.Tensor, features: torch.Tensor | None = None) -> torch.Tensor:
+        """x [B, T, 161, 2] -> [B, T, 17, 3]: each frame lifted on its own (precomputed `features` are ignored)."""
         b, t = x.shape[:2]
         flat = x.reshape(b * t, *x.shape[2:])
         ns, nd = skeleton.NUM_JOINTS, skeleton.NUM_DENSE
