@@ -168,3 +168,19 @@ def test_cli_train_and_eval_on_the_bundled_style_hipart(data, tmp_path, tiny_mod
     assert main(args[:-7] + ["--lifter-from", str(bad), "--no-progress"]) == 1
     err = capsys.readouterr().err
     assert err.startswith("error:") and "hipart" in err and "Traceback" not in err
+
+
+def test_hipart_run_stage_streams_the_lifter_backed_model():
+    from edge.temporal import TemporalStage
+
+    lf = single_frame()
+    m = stage_model(lf, pipeline="seq2frame", output_frame="last")
+    with torch.no_grad():
+        m.head[1].weight.normal_(0, 0.3)
+    stage = TemporalStage(m, "causal")
+    xs = window(b=1, seed=4)[0].numpy()  # [9, 161, 2], one person
+    for k in range(9):
+        got = stage.step(xs[k][None], k / 30)
+    with torch.no_grad():
+        want = m.forward_frame(torch.from_numpy(xs)[None], 8).numpy()
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)

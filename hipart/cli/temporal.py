@@ -19,7 +19,7 @@ from hipart.cli.train import data_version
 from hipart.data.sequences import PoseWindows
 from hipart.models.lifter import Lifter
 from hipart.models.temporal import TemporalConfig, TemporalLifter, default_schedule
-from hipart.models.temporal_cost import measure, parse_spec
+from hipart.models.temporal_cost import measure, parse_spec, window_cost
 from hipart.training.loop import LoopConfig
 from hipart.training.temporal import (
     FrameWiseHiPART,
@@ -133,6 +133,7 @@ def evaluate(a: argparse.Namespace) -> int:
                                       "trained_on": meta.get("data_version"), "split": a.split,
                                       "input_2d": a.input_2d, "generated": str(a.generated) if a.generated else None,
                                       "camera": a.camera, "model": cfg.to_dict(), "metrics": m,
+                                      "cost": window_cost(model),
                                       "single_frame": single,
                                       "single_frame_checkpoint": str(a.single_frame) if a.single_frame else None},
                                      indent=1))  # fmt: skip

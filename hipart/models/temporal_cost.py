@@ -48,6 +48,23 @@ def describe(cfg: TemporalConfig) -> str:
 
 
 @torch.no_grad()
+def window_cost(model: TemporalLifter) -> dict[str, Any]:
+    """Parameters and FLOPs of one seq2seq window at batch 1; with reduction='lifter', also the frozen
+    single-frame lifter's share (it runs once per frame, as single-frame HiPART does)."""
+    cfg = model.config
+    x = torch.randn(1, cfg.frames, cfg.num_points, 2) * 0.3
+    total = count_flops(model.forward_sequence, x)
+    lifter = count_flops(model.lifter_features, x) if model.lifter is not None else 0
+    return {
+        "params": count_params(model),
+        "params_trained": sum(p.numel() for p in model.parameters() if p.requires_grad),
+        "gflops_window": total / 1e9,
+        "gflops_window_lifter": lifter / 1e9,
+        "gflops_window_temporal": (total - lifter) / 1e9,
+    }
+
+
+@torch.no_grad()
 def _latency_ms(fn, runs: int) -> float:
     fn()  # warm-up
     times = []
@@ -66,7 +83,8 @@ def measure(cfg: TemporalConfig, runs: int = 5, seed: int = 0) -> dict[str, Any]
     model = TemporalLifter(cfg).eval()
     x = torch.randn(1, cfg.frames, cfg.num_points, 2) * 0.3
     tokens = model.frame_tokens(x)
-    flops_window = count_flops(model.forward_sequence, x)
+    cost = window_cost(model)
+    flops_window = cost["gflops_window"] * 1e9
     flops_stream = count_flops(model.frame_tokens, x[:, -1:]) + count_flops(
         model.forward_frame, x, cfg.frames - 1, tokens)
     window_ms = _latency_ms(lambda: model.forward_sequence(x), runs)
@@ -74,8 +92,7 @@ def measure(cfg: TemporalConfig, runs: int = 5, seed: int = 0) -> dict[str, Any]
                             runs)  # fmt: skip
     return {
         "config": describe(cfg),
-        "params": count_params(model),
-        "gflops_window": flops_window / 1e9,
+        **cost,
         "mflops_per_frame_seq2seq": flops_window / cfg.frames / 1e6,
         "gflops_per_frame_stream": flops_stream / 1e9,
         "window_ms": window_ms,
