@@ -106,12 +106,54 @@ def temporal_table(root: Path) -> str:
     return markdown_table(rows, list(rows[0]))
 
 
+LIFTER_RUNS = {  # H2OT tables redone on the lifter-backed temporal model (small, T=27)
+    "Table 2 — pruning x recovery (seq2seq, r=[14,9] b=[0,1])": (
+        ("unpruned", "no pruning"), ("tps_tri", "TPS + TRI"), ("tps_tra", "TPS + TRA"), ("tpmo_tra", "TPMo + TRA"),
+        ("tpa_tra", "TPA + TRA"), ("tpc_tra", "TPC + TRA")),
+    "Table 4 — schedule (TPS + TRI, seq2seq)": (
+        ("unpruned", "no pruning"), ("tps_tri", "r=[14,9] b=[0,1]"), ("tps_tri_r9_b0", "r=[9] b=[0]"),
+        ("tps_tri_r5_b0", "r=[5] b=[0]"), ("tps_tri_r14_5_b0_2", "r=[14,5] b=[0,2]")),
+    "Table 3 — seq2seq vs seq2frame (TPS + TRI)": (
+        ("tps_tri", "seq2seq (all 27 frames per call)"), ("s2f_centre_tps_tri", "seq2frame, centre frame"),
+        ("s2f_last_tps_tri", "seq2frame, last frame (causal streaming)")),
+}
+
+
+def lifter_temporal_tables(root: Path) -> str:
+    """H2OT Tables 2-4 on the lifter-backed temporal model, each row next to single-frame HiPART (same frames)."""
+    ref = _load(root, "temporal_lifter_unpruned_test.json")
+    ref_m = ref["metrics"]["mpjpe_mm"] if ref else None
+    ref_t = ref["cost"]["gflops_window_temporal"] if ref else None
+    out = []
+    for title, runs in LIFTER_RUNS.items():
+        rows = []
+        for name, label in runs:
+            r = _load(root, f"temporal_lifter_{name}_test.json")
+            m, c, single = (r or {}).get("metrics", {}), (r or {}).get("cost", {}), (r or {}).get("single_frame") or {}
+            dm = None if not m or ref_m is None else m["mpjpe_mm"] - ref_m
+            rows.append({"model": label, "n": m.get("n", "not run"), "MPJPE mm": m.get("mpjpe_mm"),
+                         "PA-MPJPE mm": m.get("pa_mpjpe_mm"), "MPJVE mm/frame": m.get("mpjve_mm"),
+                         "Δ MPJPE vs unpruned": None if dm is None else f"{dm:+.1f}",
+                         "vs single-frame": _pct(m.get("mpjpe_mm"), single.get("mpjpe_mm")),
+                         "temporal GFLOPs / window": c.get("gflops_window_temporal"),
+                         "vs unpruned": _pct(c.get("gflops_window_temporal"), ref_t),
+                         "total GFLOPs / window": c.get("gflops_window"),
+                         "trained params": c.get("params_trained")})  # fmt: skip
+        out.append(f"### {title}\n\n{markdown_table(rows, list(rows[0]))}")
+    single = (ref or {}).get("single_frame") or {}
+    if single:
+        out.append(f"Single-frame HiPART on the same {single['n']} frames: MPJPE {single['mpjpe_mm']:.1f} mm, "
+                   f"PA-MPJPE {single['pa_mpjpe_mm']:.1f} mm, MPJVE {single['mpjve_mm']:.2f} mm/frame.")
+    return "\n\n".join(out)
+
+
 def temporal_cost_table(root: Path) -> str:
     """Params / FLOPs / CPU speed of temporal configurations (hipart-temporal bench)."""
     r = _load(root, "temporal_bench_cpu.json")
     if not r:
         return "(temporal bench: not run)"
-    rows = [{"config": x["config"], "params": x["params"], "GFLOPs / window": x["gflops_window"],
+    rows = [{"config": x["config"], "params": x["params"], "trained params": x.get("params_trained"),
+             "GFLOPs / window": x["gflops_window"], "of which single-frame lifter": x.get("gflops_window_lifter"),
              "seq2seq frames/s": x["fps_seq2seq"], "stream ms / frame": x["stream_ms"], "stream fps": x["fps_stream"],
              "threads": x["threads"]} for x in r["results"]]  # fmt: skip
     return markdown_table(rows, list(rows[0]))
@@ -126,7 +168,8 @@ def main() -> None:
         print(f"## {title}\n\n{fn(a.results)}\n")
     for kind in ("mask", "crop"):
         print(f"## Table 7 — {kind}\n\n{sweep_table(a.results, kind)}\n")
-    print(f"## Temporal (H2OT)\n\n{temporal_table(a.results)}\n")
+    print(f"## Temporal (H2OT) on the single-frame lifter\n\n{lifter_temporal_tables(a.results)}\n")
+    print(f"## Temporal (H2OT), from scratch (session 2)\n\n{temporal_table(a.results)}\n")
     print(f"## Temporal cost\n\n{temporal_cost_table(a.results)}\n")
 
 

@@ -31,7 +31,8 @@ from hipart.training.temporal import (
     window_offset,
 )
 
-DEFAULT_BENCH = ("small,frames=27,prune=none", "small,frames=27", "edge,frames=27,prune=none,reduction=none",
+DEFAULT_BENCH = ("small,frames=27,prune=none", "small,frames=27", "small,frames=27,reduction=lifter,prune=none",
+                 "small,frames=27,reduction=lifter", "edge,frames=27,prune=none,reduction=none",
                  "edge,frames=27,prune=none", "edge,frames=27")  # fmt: skip
 
 
