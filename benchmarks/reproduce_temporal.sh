@@ -11,6 +11,7 @@ OUT=benchmarks/results
 mkdir -p "$R" "$OUT"
 STEPS=${STEPS:-300}
 EPOCHS=${EPOCHS:-6}
+ONLY=${ONLY:-}  # e.g. ONLY="unpruned tps_tri": run just these rows
 HIP="$RUNS/default/hipart.pt"
 # HiPART's generated dense/fine for camera 0 of every clip (train + val + test), stored detections as x_s
 for split in train val test; do
@@ -19,11 +20,14 @@ for split in train val test; do
 done
 lrun() {  # name, then extra train args: a lifter-backed temporal model, scored on test next to single-frame HiPART
   local name=$1; shift
+  if [ -n "$ONLY" ] && [[ " $ONLY " != *" $name "* ]]; then return 0; fi
   hipart-temporal train --data "$DATA" --out "$R/lifter_$name" --frames 27 --config small --camera 0 \
     --generated "$R/gen_train_c0.npz" --lifter-from "$HIP" --feature-cache "$R/features" --epochs "$EPOCHS" \
     --lr 1e-3 --no-progress --resume "$@"
+  # every run predicts each test frame once, so the single-frame reference (same frames) is scored once, with unpruned
+  local single=(); [ "$name" = unpruned ] && single=(--single-frame "$HIP")
   hipart-temporal eval --checkpoint "$R/lifter_$name/temporal.pt" --data "$DATA" --split test --camera 0 \
-    --generated "$R/gen_test_c0.npz" --feature-cache "$R/features" --single-frame "$HIP" --no-progress \
+    --generated "$R/gen_test_c0.npz" --feature-cache "$R/features" "${single[@]}" --no-progress \
     --json "$OUT/temporal_lifter_${name}_test.json"
 }
 # H2OT Table 2: pruning x recovery (TPS+TRI is the default schedule r=[14,9] b=[0,1])
@@ -40,7 +44,7 @@ lrun tps_tri_r14_5_b0_2 --prune tps --recover tri --schedule-r 14 5 --schedule-b
 # H2OT Table 3: seq2seq vs seq2frame (centre: offline; last: the causal streaming model of hipart-run)
 lrun s2f_centre_tps_tri --prune tps --recover tri --pipeline seq2frame --output-frame centre
 lrun s2f_last_tps_tri --prune tps --recover tri --pipeline seq2frame --output-frame last
-hipart-temporal bench --threads 1 --runs 5 --json "$OUT/temporal_bench_cpu.json"
+[ -n "$ONLY" ] || hipart-temporal bench --threads 1 --runs 5 --json "$OUT/temporal_bench_cpu.json"
 [ "${SESSION2:-0}" = 1 ] || exit 0
 # --- session 2 (from-scratch lifters, did not generalise; docs/RESULTS.md keeps them as the negative result)
 run() {  # name, then extra train args

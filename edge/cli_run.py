@@ -46,7 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
         default=8,
         help="frames already waiting that may share one HiPART call (default 8; 1 = no batching)",
     )
-    p.add_argument("--temporal", help="temporal lifter checkpoint (hipart-temporal): 3D from the last T frames")
+    p.add_argument("--temporal", help="temporal lifter checkpoint (hipart-temporal), or 'default' for the bundled "
+                   "causal one: 3D from the last T frames")
     p.add_argument(
         "--temporal-mode",
         default="causal",

@@ -24,14 +24,18 @@ import torch
 from edge.occlusion import mask_low_confidence
 from hipart import skeleton
 from hipart.camera import normalize_screen_coordinates
-from hipart.checkpoint import load_checkpoint
+from hipart.checkpoint import CheckpointError, bundled_temporal_checkpoint, load_checkpoint
 from hipart.models.temporal import TemporalLifter
 
 MODES = ("causal", "centred", "seq2seq")
 
 
 def load_temporal(path: str | os.PathLike) -> TemporalLifter:
-    """A trained temporal lifter from its checkpoint (CheckpointError with the reason otherwise)."""
+    """A trained temporal lifter from its checkpoint, or the bundled one for "default" (CheckpointError otherwise)."""
+    if str(path) == "default":
+        path = bundled_temporal_checkpoint()
+        if path is None:
+            raise CheckpointError("this build bundles no temporal model (hipart/assets/temporal_default.pt)")
     model, _ = load_checkpoint(path, expect_kind="temporal")
     return model
 

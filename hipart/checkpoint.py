@@ -166,3 +166,9 @@ def bundled_checkpoint() -> Path | None:
     """The default trained model shipped in hipart/assets (None if this build has none)."""
     p = Path(__file__).parent / "assets" / "hipart_default.pt"
     return p if p.is_file() else None
+
+
+def bundled_temporal_checkpoint() -> Path | None:
+    """The default trained temporal lifter (causal, for `hipart-run --temporal default`), or None if not bundled."""
+    p = Path(__file__).parent / "assets" / "temporal_default.pt"
+    return p if p.is_file() else None

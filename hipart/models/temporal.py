@@ -340,6 +340,12 @@ class TemporalLifter(nn.Module):
             p = p + base
         return p - p[..., skeleton.ROOT : skeleton.ROOT + 1, :]  # root-relative by construction
 
+    def _kept_poses(self, h: torch.Tensor, base: torch.Tensor | None) -> torch.Tensor:
+        """TRI: the full poses of the kept frames [B, r_M, 17, 3] (with a lifter stage, its poses there + the
+        correction), which TRI then interpolates: dropped frames get no per-frame term of their own."""
+        p = self.head(h)
+        return p if base is None else p + base.index_select(1, self.tps_kept)
+
     def _recover_tokens(self, h: torch.Tensor, frames: torch.Tensor | None) -> torch.Tensor:
         b, r, j, c = h.shape
         kv = h.transpose(1, 2).reshape(b * j, r, c)
@@ -360,8 +366,8 @@ class TemporalLifter(nn.Module):
             return self._root_relative(self.head(h), base)
         if cfg.recover == "tra":
             return self._root_relative(self.head(self._recover_tokens(h, None)), base)
-        p = interpolate_frames(self.head(h), self.tri_left, self.tri_right, self.tri_weight)
-        return self._root_relative(p, base)
+        p = interpolate_frames(self._kept_poses(h, base), self.tri_left, self.tri_right, self.tri_weight)
+        return self._root_relative(p)
 
     def forward_frame(self, x: torch.Tensor, frame: int | None = None, tokens: torch.Tensor | None = None,
                       features: torch.Tensor | None = None) -> torch.Tensor:  # fmt: skip
@@ -372,16 +378,16 @@ class TemporalLifter(nn.Module):
         if not 0 <= f < cfg.frames:
             raise ValueError(f"frame {f} is outside the window [0, {cfg.frames})")
         h, _, base = self.encode(x, tokens, features)
+        if cfg.prune != "none" and cfg.recover == "tri":  # TRI at one frame: the kept frame itself (weight 0) or
+            sl = slice(f, f + 1)  # its two kept neighbours
+            p = interpolate_frames(self._kept_poses(h, base), self.tri_left[sl], self.tri_right[sl],
+                                   self.tri_weight[sl])  # fmt: skip
+            return self._root_relative(p[:, 0])
         base = None if base is None else base[:, f]
         if cfg.prune == "none":
             return self._root_relative(self.head(h[:, f]), base)
-        if cfg.recover == "tra":  # recover only the wanted frame: one query
-            sel = torch.tensor([f], device=h.device)
-            return self._root_relative(self.head(self._recover_tokens(h, sel))[:, 0], base)
-        # TRI at one frame: the kept frame itself when it was kept (weight 0), else its two neighbours
-        sl = slice(f, f + 1)
-        p = interpolate_frames(self.head(h), self.tri_left[sl], self.tri_right[sl], self.tri_weight[sl])[:, 0]
-        return self._root_relative(p, base)
+        sel = torch.tensor([f], device=h.device)  # TRA: recover only the wanted frame, one query
+        return self._root_relative(self.head(self._recover_tokens(h, sel))[:, 0], base)
 
     def forward(self, x: torch.Tensor, features: torch.Tensor | None = None) -> torch.Tensor:
         """The configured pipeline: [B, T, 17, 3] (seq2seq) or [B, 17, 3] at the output frame (seq2frame)."""
