@@ -60,8 +60,21 @@ def reference(lifter: Lifter, x: torch.Tensor) -> torch.Tensor:
     return p - p[..., :1, :]
 
 
+def interpolated(ref: torch.Tensor, kept: torch.Tensor) -> torch.Tensor:
+    """np.interp of every coordinate over time from the kept frames (ends held): an independent TRI reference."""
+    r, out = ref.numpy(), np.empty(tuple(ref.shape), np.float32)
+    t = np.arange(ref.shape[1])
+    for b, k in enumerate(kept.numpy()):
+        for j in range(ref.shape[2]):
+            for c in range(3):
+                out[b, :, j, c] = np.interp(t, k, r[b, k, j, c])
+    return torch.from_numpy(out)
+
+
 @pytest.mark.parametrize("kw", [dict(prune="none", schedule_r=(), schedule_b=()), dict(), dict(recover="tra"),
-                                dict(prune="tpa", recover="tra"), dict(pipeline="seq2frame", output_frame="last")])
+                                dict(prune="tpa", recover="tra"), dict(prune="tpmo", recover="tra"),
+                                dict(pipeline="seq2frame", output_frame="last"),
+                                dict(pipeline="seq2frame", output_frame="centre", recover="tra", prune="tpc")])
 def test_untrained_model_is_the_single_frame_lifter(kw):
     lf = single_frame()
     m = stage_model(lf, **kw)
@@ -69,13 +82,9 @@ def test_untrained_model_is_the_single_frame_lifter(kw):
     ref = reference(lf, x)
     with torch.no_grad():
         out = m(x)
-    want = ref if m.config.pipeline == "seq2seq" else ref[:, -1]
-    if m.config.pipeline == "seq2seq" and m.config.recover == "tri" and m.config.prune == "tps":
-        # TRI interpolates the kept frames' (here: single-frame) poses; frames 0, 4, 8 are kept
-        w = torch.arange(9.0)[None, :, None, None]
-        first = ref[:, :1] + (ref[:, 4:5] - ref[:, :1]) * w[:, :5] / 4
-        second = ref[:, 4:5] + (ref[:, 8:9] - ref[:, 4:5]) * w[:, :5] / 4
-        want = torch.cat([first, second[:, 1:]], 1)
+    if m.config.prune != "none":  # pruned: the kept frames' (here: single-frame) poses, interpolated over time
+        ref = interpolated(ref, m.kept_frames(x))
+    want = ref if m.config.pipeline == "seq2seq" else ref[:, m.config.output_index]
     torch.testing.assert_close(out, want, rtol=1e-5, atol=1e-5)
     assert out.abs().max() > 0.05  # a real pose, not zeros
 
@@ -190,3 +199,24 @@ def test_hipart_run_stage_streams_the_lifter_backed_model():
     with torch.no_grad():
         want = m.forward_frame(torch.from_numpy(xs)[None], 8).numpy()
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_interpolate_kept_matches_the_static_table_and_exports():
+    from hipart.models.token_recovery import interpolate_frames, interpolate_kept, interpolation_table
+
+    values = torch.randn(2, 4, 17, 3)
+    kept = torch.tensor([[0, 3, 5, 8], [1, 2, 6, 7]])
+    got = interpolate_kept(values, kept, torch.arange(9))
+    for b in range(2):
+        table = interpolation_table(kept[b], torch.arange(9))
+        torch.testing.assert_close(got[b : b + 1], interpolate_frames(values[b : b + 1], *table))
+    torch.testing.assert_close(got[1, 0], values[1, 0])  # before the first kept frame: held
+
+
+@pytest.mark.parametrize("prune", ["tpmo", "tpa"])
+def test_dynamic_lifter_models_export_with_opt_in(tmp_path, prune):
+    m = stage_model(single_frame(), prune=prune, recover="tra")
+    with torch.no_grad():
+        m.head[1].weight.normal_(0, 0.3)
+    path = export_temporal(m, tmp_path / "temporal_lift.onnx", allow_dynamic=True)
+    assert check_temporal_parity(path, m).max_abs_err["pose3d"] < 1e-4

@@ -127,7 +127,8 @@ def evaluate(a: argparse.Namespace) -> int:
         single = evaluate_temporal(FrameWiseHiPART(hip, cfg.frames), data, a.batch_size, not a.no_progress)
         gain = 100 * (1 - m["mpjpe_mm"] / single["mpjpe_mm"])
         print(f"single-frame HiPART on the same frames: MPJPE {single['mpjpe_mm']:.1f} mm  PA-MPJPE "
-              f"{single['pa_mpjpe_mm']:.1f} mm  MPJVE {single['mpjve_mm']:.2f} mm/frame  (temporal: {gain:+.1f}%)")
+              f"{single['pa_mpjpe_mm']:.1f} mm  MPJVE {single['mpjve_mm']:.2f} mm/frame  (temporal MPJPE "
+              f"{abs(gain):.1f}% {'lower' if gain >= 0 else 'higher'})")
     if a.json:
         a.json.parent.mkdir(parents=True, exist_ok=True)
         a.json.write_text(json.dumps({"checkpoint": str(a.checkpoint), "model_hash": meta.get("model_hash"),

@@ -39,6 +39,7 @@ from hipart.models.token_recovery import (
     RECOVERY_STRATEGIES,
     TokenRecoveryAttention,
     interpolate_frames,
+    interpolate_kept,
     interpolation_table,
 )
 from hipart.validation import check_sequence
@@ -346,6 +347,16 @@ class TemporalLifter(nn.Module):
         p = self.head(h)
         return p if base is None else p + base.index_select(1, self.tps_kept)
 
+    def _anchor_base(self, base: torch.Tensor | None, kept: torch.Tensor | None, targets: torch.Tensor
+                     ) -> torch.Tensor | None:  # fmt: skip
+        """TRA with a lifter stage: the single-frame poses of the kept frames interpolated to `targets` [m] ->
+        [B, m, 17, 3] (as TRI: a dropped frame gets no per-frame term of its own; TRA adds the recovered correction)."""
+        if base is None:
+            return None
+        if kept is None:  # TPS: static kept frames
+            kept = self.tps_kept.expand(base.shape[0], -1)
+        return interpolate_kept(gather_frames(base, kept), kept, targets)
+
     def _recover_tokens(self, h: torch.Tensor, frames: torch.Tensor | None) -> torch.Tensor:
         b, r, j, c = h.shape
         kv = h.transpose(1, 2).reshape(b * j, r, c)
@@ -360,12 +371,13 @@ class TemporalLifter(nn.Module):
                          features: torch.Tensor | None = None) -> torch.Tensor:  # fmt: skip
         """seq2seq: x [B, T, N, 2] -> root-relative 3D joints of every frame [B, T, 17, 3]."""
         self._check(x)
-        h, _, base = self.encode(x, tokens, features)
+        h, kept, base = self.encode(x, tokens, features)
         cfg = self.config
         if cfg.prune == "none":
             return self._root_relative(self.head(h), base)
         if cfg.recover == "tra":
-            return self._root_relative(self.head(self._recover_tokens(h, None)), base)
+            frames = torch.arange(cfg.frames, device=h.device)
+            return self._root_relative(self.head(self._recover_tokens(h, None)), self._anchor_base(base, kept, frames))
         p = interpolate_frames(self._kept_poses(h, base), self.tri_left, self.tri_right, self.tri_weight)
         return self._root_relative(p)
 
@@ -377,17 +389,18 @@ class TemporalLifter(nn.Module):
         f = cfg.output_index if frame is None else int(frame)
         if not 0 <= f < cfg.frames:
             raise ValueError(f"frame {f} is outside the window [0, {cfg.frames})")
-        h, _, base = self.encode(x, tokens, features)
+        h, kept, base = self.encode(x, tokens, features)
         if cfg.prune != "none" and cfg.recover == "tri":  # TRI at one frame: the kept frame itself (weight 0) or
             sl = slice(f, f + 1)  # its two kept neighbours
             p = interpolate_frames(self._kept_poses(h, base), self.tri_left[sl], self.tri_right[sl],
                                    self.tri_weight[sl])  # fmt: skip
             return self._root_relative(p[:, 0])
-        base = None if base is None else base[:, f]
         if cfg.prune == "none":
-            return self._root_relative(self.head(h[:, f]), base)
+            return self._root_relative(self.head(h[:, f]), None if base is None else base[:, f])
         sel = torch.tensor([f], device=h.device)  # TRA: recover only the wanted frame, one query
-        return self._root_relative(self.head(self._recover_tokens(h, sel))[:, 0], base)
+        anchor = self._anchor_base(base, kept, sel)
+        pose = self.head(self._recover_tokens(h, sel))[:, 0]
+        return self._root_relative(pose, None if anchor is None else anchor[:, 0])
 
     def forward(self, x: torch.Tensor, features: torch.Tensor | None = None) -> torch.Tensor:
         """The configured pipeline: [B, T, 17, 3] (seq2seq) or [B, 17, 3] at the output frame (seq2frame)."""

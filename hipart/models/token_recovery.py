@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from hipart.models.blocks import Attention
+from hipart.models.token_pruning import gather_frames
 
 RECOVERY_STRATEGIES = ("tra", "tri")
 
@@ -67,3 +68,16 @@ def interpolate_frames(values: torch.Tensor, left: torch.Tensor, right: torch.Te
     shape = (1, -1) + (1,) * (values.dim() - 2)
     a, b = values.index_select(1, left), values.index_select(1, right)
     return a + (b - a) * w.to(values.dtype).view(shape)
+
+
+def interpolate_kept(values: torch.Tensor, kept: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """values [B, r, ...] at per-sample sorted kept frames kept [B, r] -> [B, m, ...] linearly interpolated at target
+    frames [m] (nearest end outside the kept range). Comparisons and gathers only, so dynamic strategies export."""
+    b, r = kept.shape
+    t = targets.to(kept.device).long().view(1, 1, -1)
+    n_le = (kept.unsqueeze(-1) <= t).sum(1)  # [B, m] kept frames at or before each target
+    left, right = (n_le - 1).clamp(0, r - 1), n_le.clamp(0, r - 1)
+    k_left, k_right = kept.gather(1, left), kept.gather(1, right)
+    w = ((t[0] - k_left).to(values.dtype) / (k_right - k_left).clamp(min=1).to(values.dtype)).clamp(0.0, 1.0)
+    a, z = gather_frames(values, left), gather_frames(values, right)
+    return a + (z - a) * w.view(b, -1, *(1,) * (values.dim() - 2))
