@@ -220,3 +220,28 @@ def test_dynamic_lifter_models_export_with_opt_in(tmp_path, prune):
         m.head[1].weight.normal_(0, 0.3)
     path = export_temporal(m, tmp_path / "temporal_lift.onnx", allow_dynamic=True)
     assert check_temporal_parity(path, m).max_abs_err["pose3d"] < 1e-4
+
+
+def test_pruning_the_input_frames_runs_the_lifter_on_the_kept_frames_only(tmp_path):
+    from hipart.models.complexity import count_flops
+
+    lf = single_frame()
+    m = stage_model(lf, schedule_r=(5, 3), schedule_b=(-1, 1))
+    with torch.no_grad():
+        m.head[1].weight.normal_(0, 0.3)
+    x = window()
+    assert m.tps_kept.tolist() == [0, 4, 8] and m.kept_frames(x).tolist() == [[0, 4, 8]] * 2
+    with torch.no_grad():
+        full = m.forward_sequence(x)
+        # only frames 0, 2, 4, 6, 8 matter: the others may be anything
+        y = x.clone()
+        y[:, 1::2] = 7.0
+        torch.testing.assert_close(m.forward_sequence(y), full)
+        tokens = torch.cat([m.frame_tokens(x[:, i : i + 1]) for i in range(9)], 1)  # streaming: all frames cached
+        torch.testing.assert_close(m.forward_frame(x, 8, tokens=tokens), full[:, 8], rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(m.forward_sequence(x, features=m.lifter_features(x)), full)
+    assert count_flops(m.forward_sequence, x[:1]) < 0.6 * count_flops(stage_model(lf).forward_sequence, x[:1])
+    path = export_temporal(m, tmp_path / "temporal_lift.onnx")  # static: Gather with constant indices
+    assert check_temporal_parity(path, m).max_abs_err["pose3d"] < 1e-5
+    with pytest.raises(ValueError, match="schedule_b = -1"):
+        TemporalConfig(frames=9, dim=16, blocks=3, heads=2, prune="tps", schedule_r=(5,), schedule_b=(-1,))

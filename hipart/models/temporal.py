@@ -119,8 +119,11 @@ class TemporalConfig:
             raise ValueError(f"pruning needs schedule_r and schedule_b of equal, non-zero length, got {r} and {b}")
         if any(x <= y for x, y in zip((self.frames,) + r, r, strict=False)) or r[-1] < 1:
             raise ValueError(f"schedule_r must decrease strictly and stay below T = {self.frames}, got {r}")
-        if any(x >= y for x, y in zip(b, b[1:], strict=False)) or not 0 <= b[0] or b[-1] >= self.blocks:
-            raise ValueError(f"schedule_b must increase strictly within [0, {self.blocks}), got {b}")
+        if any(x >= y for x, y in zip(b, b[1:], strict=False)) or not -1 <= b[0] or b[-1] >= self.blocks:
+            raise ValueError(f"schedule_b must increase strictly within [-1, {self.blocks}), got {b}")
+        if b[0] == -1 and (self.prune != "tps" or self.reduction != "lifter"):
+            raise ValueError("schedule_b = -1 (prune the input frames, before the per-frame stage) needs prune='tps' "
+                             "and reduction='lifter'")  # fmt: skip
         if self.recover == "tri" and self.prune != "tps":
             raise ValueError(
                 f"TRI interpolates over time and needs ordered, static kept frames: use prune='tps' "
@@ -213,6 +216,13 @@ class TemporalLifter(nn.Module):
                 kept = kept[idx]
         for m, idx in enumerate(stage_idx):
             self.register_buffer(f"tps_stage{m}", idx, persistent=False)
+        # schedule_b[0] = -1: only the stage-0 frames run the per-frame stage; their single-frame poses are spread
+        # back to T slots by a static table (only kept slots are ever read)
+        self.pre_prune = cfg.prune == "tps" and cfg.schedule_b[0] == -1
+        if self.pre_prune:
+            table = interpolation_table(stage_idx[0], torch.arange(cfg.frames))
+            for name, t in zip(("pre_left", "pre_right", "pre_weight"), table, strict=True):
+                self.register_buffer(name, t, persistent=False)
         self.register_buffer("tps_kept", kept, persistent=False)
         left, right, w = interpolation_table(kept, torch.arange(cfg.frames))
         self.register_buffer("tri_left", left, persistent=False)
@@ -280,14 +290,24 @@ class TemporalLifter(nn.Module):
         `lifter_features(x)`. kept is None when no frame was pruned or the pruning is static (TPS: see `tps_kept`).
         """
         cfg = self.config
+        frame_pos, stage = self.frame_pos, 0
+        if self.pre_prune:  # TPS on the input frames: the per-frame stage runs on the kept frames only
+            idx, stage = self.tps_stage0, 1
+            frame_pos = frame_pos.index_select(0, idx)
+            if tokens is not None:
+                tokens = tokens.index_select(1, idx)
+            else:
+                x = x.index_select(1, idx)
+                features = None if features is None else features.index_select(1, idx)
         h = self.frame_tokens(x, features) if tokens is None else tokens
         b, c = h.shape[0], cfg.dim
         base = None
         if self.lifter is not None:  # the per-frame single-frame poses ride in the tokens' last 3 channels
             h, base = h[..., :c], h[..., c:]
-        h = h + self.frame_pos[:, None]  # temporal positions enter before the first temporal block (MixSTE)
+            if self.pre_prune:
+                base = interpolate_frames(base, self.pre_left, self.pre_right, self.pre_weight)
+        h = h + frame_pos[:, None]  # temporal positions enter before the first temporal block (MixSTE)
         kept = None  # original frame index of each token, for dynamic strategies
-        stage = 0
         for i in range(cfg.blocks):
             t, n = h.shape[1], h.shape[2]
             if i > 0:

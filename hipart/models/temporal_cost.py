@@ -54,7 +54,8 @@ def window_cost(model: TemporalLifter) -> dict[str, Any]:
     cfg = model.config
     x = torch.randn(1, cfg.frames, cfg.num_points, 2) * 0.3
     total = count_flops(model.forward_sequence, x)
-    lifter = count_flops(model.lifter_features, x) if model.lifter is not None else 0
+    lifted = x.index_select(1, model.tps_stage0) if model.pre_prune else x  # frames that run the per-frame stage
+    lifter = count_flops(model.lifter_features, lifted) if model.lifter is not None else 0
     return {
         "params": count_params(model),
         "params_trained": sum(p.numel() for p in model.parameters() if p.requires_grad),
