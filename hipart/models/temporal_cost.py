@@ -56,9 +56,12 @@ def window_cost(model: TemporalLifter) -> dict[str, Any]:
     total = count_flops(model.forward_sequence, x)
     lifted = x.index_select(1, model.tps_stage0) if model.pre_prune else x  # frames that run the per-frame stage
     lifter = count_flops(model.lifter_features, lifted) if model.lifter is not None else 0
+    # one output frame: seq2seq shares a window among its T frames; seq2frame pays a window per frame (no cache)
+    per_frame = total / cfg.frames if cfg.pipeline == "seq2seq" else count_flops(model.forward_frame, x)
     return {
         "params": count_params(model),
         "params_trained": sum(p.numel() for p in model.parameters() if p.requires_grad),
+        "gflops_per_output_frame": per_frame / 1e9,
         "gflops_window": total / 1e9,
         "gflops_window_lifter": lifter / 1e9,
         "gflops_window_temporal": (total - lifter) / 1e9,
