@@ -41,6 +41,7 @@ lrun tpc_tra --prune tpc --recover tra
 lrun tps_tri_r9_b0 --prune tps --recover tri --schedule-r 9 --schedule-b 0
 lrun tps_tri_r5_b0 --prune tps --recover tri --schedule-r 5 --schedule-b 0
 lrun tps_tri_r14_5_b0_2 --prune tps --recover tri --schedule-r 14 5 --schedule-b 0 2
+lrun tps_tri_r14_b2 --prune tps --recover tri --schedule-r 14 --schedule-b 2
 # b = -1: TPS on the input frames, so the frozen per-frame lifter runs on 14 of the 27 frames only (offline saving)
 lrun tps_tri_pre_r14_9 --prune tps --recover tri --schedule-r 14 9 --schedule-b -1 1
 lrun tps_tri_pre_r14 --prune tps --recover tri --schedule-r 14 --schedule-b -1

@@ -113,6 +113,7 @@ LIFTER_RUNS = {  # H2OT tables redone on the lifter-backed temporal model (small
     "Table 4 — schedule (TPS + TRI, seq2seq)": (
         ("unpruned", "no pruning"), ("tps_tri", "r=[14,9] b=[0,1]"), ("tps_tri_r9_b0", "r=[9] b=[0]"),
         ("tps_tri_r5_b0", "r=[5] b=[0]"), ("tps_tri_r14_5_b0_2", "r=[14,5] b=[0,2]"),
+        ("tps_tri_r14_b2", "r=[14] b=[2]"),
         ("tps_tri_pre_r14_9", "r=[14,9] b=[-1,1] (input frames pruned)"),
         ("tps_tri_pre_r14", "r=[14] b=[-1] (input frames pruned)")),
     "Table 3 — seq2seq vs seq2frame (TPS + TRI)": (

@@ -245,3 +245,25 @@ def test_pruning_the_input_frames_runs_the_lifter_on_the_kept_frames_only(tmp_pa
     assert check_temporal_parity(path, m).max_abs_err["pose3d"] < 1e-5
     with pytest.raises(ValueError, match="schedule_b = -1"):
         TemporalConfig(frames=9, dim=16, blocks=3, heads=2, prune="tps", schedule_r=(5,), schedule_b=(-1,))
+
+
+def test_hipart_run_temporal_default_is_the_bundled_causal_model(tmp_path, capsys, monkeypatch):
+    import edge.temporal
+    from edge import cli_run
+    from hipart.checkpoint import CheckpointError, bundled_temporal_checkpoint
+
+    if bundled_temporal_checkpoint() is None:
+        pytest.skip("this build bundles no temporal model")
+    m = edge.temporal.load_temporal("default")
+    cfg = m.config
+    assert (cfg.reduction, cfg.pipeline, cfg.output_frame, cfg.frames) == ("lifter", "seq2frame", "last", 27)
+    out = tmp_path / "p.jsonl"
+    assert cli_run.main(["--max-frames", "4", "--poses", str(out), "--temporal", "default", "--quiet"]) == 0
+    recs = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["frame"] for r in recs] == [0, 1, 2, 3]
+    assert all(r["temporal"].startswith("temporal causal T=27") for r in recs if r["persons"])
+    monkeypatch.setattr(edge.temporal, "bundled_temporal_checkpoint", lambda: None)  # as if none were bundled
+    with pytest.raises(CheckpointError, match="bundles no temporal model"):
+        edge.temporal.load_temporal("default")
+    assert cli_run.main(["--temporal", "default", "--max-frames", "1", "--quiet"]) == 2
+    assert "cannot load the temporal model" in capsys.readouterr().err
