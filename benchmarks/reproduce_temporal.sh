@@ -48,7 +48,13 @@ lrun tps_tri_pre_r14 --prune tps --recover tri --schedule-r 14 --schedule-b -1
 # H2OT Table 3: seq2seq vs seq2frame (centre: offline; last: the causal streaming model of hipart-run)
 lrun s2f_centre_tps_tri --prune tps --recover tri --pipeline seq2frame --output-frame centre
 lrun s2f_last_tps_tri --prune tps --recover tri --pipeline seq2frame --output-frame last
-[ -n "$ONLY" ] || hipart-temporal bench --threads 1 --runs 5 --json "$OUT/temporal_bench_cpu.json"
+lrun s2f_last_unpruned --prune none --pipeline seq2frame --output-frame last
+[ -n "$ONLY" ] || hipart-temporal bench --threads 1 --runs 5 --json "$OUT/temporal_bench_cpu.json" --configs \
+  "small,frames=27,reduction=lifter,prune=none" "small,frames=27,reduction=lifter" \
+  "small,frames=27,reduction=lifter,schedule_r=14/9,schedule_b=-1/1" \
+  "small,frames=27,reduction=lifter,pipeline=seq2frame,output_frame=last" "small,frames=27,prune=none" \
+  "small,frames=27" "edge,frames=27,prune=none,reduction=none" "edge,frames=27,prune=none" "edge,frames=27" \
+  "edge,frames=27,reduction=lifter"
 [ "${SESSION2:-0}" = 1 ] || exit 0
 # --- session 2 (from-scratch lifters, did not generalise; docs/RESULTS.md keeps them as the negative result)
 run() {  # name, then extra train args

@@ -118,7 +118,8 @@ LIFTER_RUNS = {  # H2OT tables redone on the lifter-backed temporal model (small
         ("tps_tri_pre_r14", "r=[14] b=[-1] (input frames pruned)")),
     "Table 3 — seq2seq vs seq2frame (TPS + TRI)": (
         ("tps_tri", "seq2seq (all 27 frames per call)"), ("s2f_centre_tps_tri", "seq2frame, centre frame"),
-        ("s2f_last_tps_tri", "seq2frame, last frame (causal streaming)")),
+        ("s2f_last_tps_tri", "seq2frame, last frame (causal streaming)"),
+        ("s2f_last_unpruned", "seq2frame, last frame, no pruning")),
 }
 
 

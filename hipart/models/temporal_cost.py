@@ -44,7 +44,8 @@ def describe(cfg: TemporalConfig) -> str:
     """Short label of a configuration, e.g. 'edge d128x8 T243 N161 linear tps+tri r122/81 b0/3'."""
     prune = "no-prune" if cfg.prune == "none" else (
         f"{cfg.prune}+{cfg.recover} r{'/'.join(map(str, cfg.schedule_r))} b{'/'.join(map(str, cfg.schedule_b))}")
-    return f"d{cfg.dim}x{cfg.blocks} T{cfg.frames} N{cfg.num_points} {cfg.reduction} {prune}"
+    pipe = "" if cfg.pipeline == "seq2seq" else f" seq2frame-{cfg.output_frame}"
+    return f"d{cfg.dim}x{cfg.blocks} T{cfg.frames} N{cfg.num_points} {cfg.reduction} {prune}{pipe}"
 
 
 @torch.no_grad()
