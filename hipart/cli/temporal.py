@@ -124,7 +124,12 @@ def evaluate(a: argparse.Namespace) -> int:
     single = None
     if a.single_frame:
         hip, _ = load_checkpoint(a.single_frame, expect_kind="hipart")
-        single = evaluate_temporal(FrameWiseHiPART(hip, cfg.frames), data, a.batch_size, not a.no_progress)
+        # the same frames, each lifted once: non-overlapping windows (a seq2frame model's windows overlap T-fold)
+        same = data if cfg.pipeline == "seq2seq" and data.stride == cfg.frames else PoseWindows(
+            a.data, a.split, cfg.frames, cfg.frames, 0, a.input_2d, cfg.num_points, a.generated, a.camera)
+        single = evaluate_temporal(FrameWiseHiPART(hip, cfg.frames), same, a.batch_size, not a.no_progress)
+        if single["n"] != m["n"]:
+            raise ValueError(f"the single-frame reference scored {single['n']} frames, the temporal model {m['n']}")
         gain = 100 * (1 - m["mpjpe_mm"] / single["mpjpe_mm"])
         print(f"single-frame HiPART on the same frames: MPJPE {single['mpjpe_mm']:.1f} mm  PA-MPJPE "
               f"{single['pa_mpjpe_mm']:.1f} mm  MPJVE {single['mpjve_mm']:.2f} mm/frame  (temporal MPJPE "
