@@ -42,3 +42,12 @@ def tiny_model() -> HiPART:
         m.tokenizer.dense_quantizer.codebook.normal_()
     m.sync_codebooks()
     return m
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    """A tiny built-dataset folder with consecutive frames (tests/temporal_data.py), written once per module; modules
+    with their own `data` fixture override it."""
+    from tests.temporal_data import write_tiny_dataset
+
+    return write_tiny_dataset(tmp_path_factory.mktemp("tiny") / "data")

@@ -80,3 +80,4 @@ def write_tiny_dataset(root: Path, seed: int = 0) -> Path:
     }  # fmt: skip
     (root / "manifest.json").write_text(json.dumps(manifest))
     return root
+

@@ -15,17 +15,11 @@ from hipart.data.sequences import PoseWindows, sparse_inputs
 from hipart.models.temporal import TemporalConfig, TemporalLifter
 from hipart.training.loop import LoopConfig
 from hipart.training.temporal import TemporalRecipe, evaluate_temporal, temporal_loss, train_temporal
-from tests.temporal_data import write_tiny_dataset
 
 
 @pytest.fixture(autouse=True)
 def _one_thread(one_torch_thread):
     yield
-
-
-@pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    return write_tiny_dataset(tmp_path_factory.mktemp("tiny") / "data")
 
 
 def test_cli_cache_train_resume_eval_bench(data, tmp_path, tiny_model, capsys):

@@ -8,12 +8,7 @@ import torch
 
 from hipart.data.dataset import open_arrays
 from hipart.data.sequences import PoseWindows, bone_spread_matrices, camera_rank, split_rows
-from tests.temporal_data import CAMERAS_PER_CLIP, CLIPS, write_tiny_dataset
-
-
-@pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    return write_tiny_dataset(tmp_path_factory.mktemp("tiny") / "data")
+from tests.temporal_data import CAMERAS_PER_CLIP, CLIPS
 
 
 def test_windows_come_from_one_clip_and_camera_and_are_consecutive(data):

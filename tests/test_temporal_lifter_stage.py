@@ -19,17 +19,11 @@ from hipart.models.lifter import Lifter
 from hipart.models.temporal import TemporalConfig, TemporalLifter
 from hipart.training.loop import LoopConfig
 from hipart.training.temporal import TemporalRecipe, attach_lifter_features, train_temporal
-from tests.temporal_data import write_tiny_dataset
 
 
 @pytest.fixture(autouse=True)
 def _one_thread(one_torch_thread):
     yield
-
-
-@pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    return write_tiny_dataset(tmp_path_factory.mktemp("tiny") / "data")
 
 
 def single_frame(seed: int = 0) -> Lifter:
