@@ -162,13 +162,16 @@ def load_checkpoint(
     return model.to(map_location).eval(), meta
 
 
+def _bundled(name: str) -> Path | None:
+    p = Path(__file__).parent / "assets" / name
+    return p if p.is_file() else None
+
+
 def bundled_checkpoint() -> Path | None:
     """The default trained model shipped in hipart/assets (None if this build has none)."""
-    p = Path(__file__).parent / "assets" / "hipart_default.pt"
-    return p if p.is_file() else None
+    return _bundled("hipart_default.pt")
 
 
 def bundled_temporal_checkpoint() -> Path | None:
     """The default trained temporal lifter (causal, for `hipart-run --temporal default`), or None if not bundled."""
-    p = Path(__file__).parent / "assets" / "temporal_default.pt"
-    return p if p.is_file() else None
+    return _bundled("temporal_default.pt")

@@ -26,9 +26,13 @@ class Lifter(nn.Module):
         self.joint_proj = nn.Linear(cfg.num_points, cfg.num_joints)  # N point embeddings -> 17 joints
         self.head = nn.Linear(cfg.dim, 3)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x [B, N, 2] normalised 2D points -> [B, 17, 3] root-relative 3D joints (metres)."""
+    def joint_features(self, x: torch.Tensor) -> torch.Tensor:
+        """x [B, N, 2] normalised 2D points -> [B, 17, dim] joint features (what the head regresses from)."""
         h = self.drop(self.embed(x) + self.pos_emb)
         for blk in self.blocks:
             h = blk(h)
-        return self.head(joint_projection(self.norm(h), self.joint_proj))
+        return joint_projection(self.norm(h), self.joint_proj)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x [B, N, 2] normalised 2D points -> [B, 17, 3] root-relative 3D joints (metres)."""
+        return self.head(self.joint_features(x))

@@ -252,13 +252,9 @@ class TemporalLifter(nn.Module):
     def lifter_features(self, x: torch.Tensor) -> torch.Tensor:
         """The frozen single-frame lifter on every frame: x [B, t, N, 2] -> [B, t, 17, D + 3] (its 17 joint features
         and, in the last 3 channels, its own 3D pose). Training caches these per frame."""
-        lf = self.lifter
         b, t, n, _ = x.shape
-        h = lf.embed(x.reshape(b * t, n, 2)) + lf.pos_emb
-        for blk in lf.blocks:
-            h = blk(h)
-        f = joint_projection(lf.norm(h), lf.joint_proj)
-        return torch.cat([f, lf.head(f)], -1).view(b, t, self.config.num_joints, self.lifter_channels)
+        f = self.lifter.joint_features(x.reshape(b * t, n, 2))
+        return torch.cat([f, self.lifter.head(f)], -1).view(b, t, self.config.num_joints, self.lifter_channels)
 
     def frame_tokens(self, x: torch.Tensor, features: torch.Tensor | None = None) -> torch.Tensor:
         """Per-frame stage, independent of the frame's place in the window: embedding, spatial block 0 and (when

@@ -92,7 +92,7 @@ def predict_rows(model: TemporalLifter, data: PoseWindows | Subset, batch_size: 
     rows, preds, targets = [], [], []
     loader = DataLoader(data, batch_size=batch_size, shuffle=False, collate_fn=collate)
     for b in tqdm(loader, desc="eval", disable=not progress, dynamic_ncols=True):
-        out = model(b["x"], b["features"]) if "features" in b else model(b["x"])
+        out = model(b["x"], b.get("features"))
         if seq:
             keep = b["valid"] > 0
             rows.append(b["row"][keep].numpy())
