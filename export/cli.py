@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from calib.calibration_set import CalibrationDataError
+from calib.drift import DEFAULT_MAX_OUTPUT_ERR
 from export.artifacts import ARTIFACTS
 from export.atomic_write import OutputDirError
 from export.hipart_graphs import UnsupportedModelError
@@ -51,6 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-parity", action="store_true", help="skip the onnxruntime vs PyTorch parity check")
     p.add_argument("--max-drift-mm", type=float, default=1.0, help="INT8 target: MPJPE vs FP32 (default 1.0)")
     p.add_argument("--min-token-agreement", type=float, default=0.98, help="INT8 target (default 0.98)")
+    p.add_argument("--max-output-err", type=float, default=DEFAULT_MAX_OUTPUT_ERR,
+                   help="INT8 target for artifacts without a 3D output (decode_step, densify): worst mean |error| "
+                        f"of any float output vs FP32, in its own units (default {DEFAULT_MAX_OUTPUT_ERR})")
     p.add_argument("--fallback-trials", type=int, default=24, help="max layers tried in FP32 fallback (0: off)")
     p.add_argument("--seed", type=int, default=0)
     return p
@@ -79,6 +83,7 @@ def main(argv: list[str] | None = None) -> int:
             quantizer=args.quantizer, batch=batch, workspace_mib=args.workspace_mib,
             check_trt=args.check_trt, trt_version=args.trt_version, parity=not args.no_parity,
             max_mpjpe_mm=args.max_drift_mm, min_agreement=args.min_token_agreement,
+            max_output_err=args.max_output_err,
             fallback_trials=args.fallback_trials,
         )  # fmt: skip
         result = run(opts)

@@ -66,6 +66,7 @@ class Options:
     parity: bool = True
     max_mpjpe_mm: float = 1.0
     min_agreement: float = 0.98
+    max_output_err: float = drift_mod.DEFAULT_MAX_OUTPUT_ERR
     fallback_trials: int = 24
 
 
@@ -149,14 +150,15 @@ def _pose_sets(opts: Options) -> tuple[np.ndarray, np.ndarray | None, np.ndarray
     )
 
 
-def _drift_text(d: drift_mod.Drift) -> str:
+def _drift_text(d: drift_mod.Drift, opts: Options | None = None) -> str:
+    """Drift cell of the summary table; with `opts`, each measure next to its target."""
     parts = []
     if d.token_agreement is not None:
-        parts.append(f"tok {100 * d.token_agreement:.2f}%")
+        parts.append(f"tok {100 * d.token_agreement:.2f}%" + (f" (>= {100 * opts.min_agreement:g}%)" if opts else ""))
     if d.mpjpe_vs_fp32_mm is not None:
-        parts.append(f"3D {d.mpjpe_vs_fp32_mm:.2f}mm")
+        parts.append(f"3D {d.mpjpe_vs_fp32_mm:.2f}mm" + (f" (<= {opts.max_mpjpe_mm:g})" if opts else ""))
     elif d.mean_abs_err:
-        parts.append(f"mean|err| {max(d.mean_abs_err.values()):.2e}")
+        parts.append(f"mean|err| {d.worst_mean_abs_err:.2e}" + (f" (<= {opts.max_output_err:g})" if opts else ""))
     return ", ".join(parts) or "-"
 
 
@@ -222,9 +224,10 @@ def run(opts: Options, log: Callable[[str], None] = lambda m: print(f"[hipart-ex
                 if eval_feeds is not None:
                     fb = drift_mod.fallback(
                         fp32, p, p, eval_feeds, opts.max_mpjpe_mm, opts.min_agreement,
-                        max_trials=opts.fallback_trials, progress=log,
+                        max_trials=opts.fallback_trials, max_output_err=opts.max_output_err, progress=log,
                     )  # fmt: skip
-                    row.drift = _drift_text(fb.drift) + (f", {len(fb.kept_fp32)} layers fp32" if fb.kept_fp32 else "")
+                    kept = f", {len(fb.kept_fp32)} layers fp32" if fb.kept_fp32 else ""
+                    row.drift = _drift_text(fb.drift, opts) + kept
                     if not fb.met:
                         row.status = "DRIFT > target"
                         res.fail(EXIT_DRIFT)

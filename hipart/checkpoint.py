@@ -16,7 +16,7 @@ from hipart import __version__
 from hipart.models.config import GeneratorConfig, HiPARTConfig, LifterConfig, TokenizerConfig, _build
 from hipart.models.generator import HiARM
 from hipart.models.hipart import HiPART
-from hipart.models.lifter import Lifter
+from hipart.models.lifter import Lifter, MLPLifter, build_lifter
 from hipart.models.temporal import TemporalConfig, TemporalLifter
 from hipart.models.tokenizer import MSSTokenizer
 
@@ -30,8 +30,8 @@ class CheckpointError(ValueError):
 
 
 def _kind_of(model: nn.Module) -> str:
-    for kind, cls in (("hipart", HiPART), ("tokenizer", MSSTokenizer), ("generator", HiARM), ("lifter", Lifter),
-                      ("temporal", TemporalLifter)):
+    for kind, cls in (("hipart", HiPART), ("tokenizer", MSSTokenizer), ("generator", HiARM),
+                      ("lifter", Lifter | MLPLifter), ("temporal", TemporalLifter)):
         if isinstance(model, cls):
             return kind
     raise TypeError(
@@ -116,7 +116,7 @@ def _build_model(kind: str, cfg: dict[str, Any]) -> nn.Module:
         return HiARM(_build(GeneratorConfig, cfg["generator"]), _build(TokenizerConfig, cfg["tokenizer"]))
     if kind == "temporal":
         return TemporalLifter(TemporalConfig.from_dict(cfg))
-    return Lifter(_build(LifterConfig, cfg))
+    return build_lifter(_build(LifterConfig, cfg))
 
 
 def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:

@@ -15,16 +15,15 @@ import torch
 
 from hipart.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from hipart.cli.guard import is_dataset_dir, run_guarded
-from hipart.data.dataset import load_manifest, open_split
+from hipart.data.dataset import InMemorySplit, load_manifest
 from hipart.models.config import LIFTER_POINTS, HiPARTConfig
 from hipart.models.generator import HiARM
 from hipart.models.hipart import HiPART
-from hipart.models.lifter import Lifter
+from hipart.models.lifter import Lifter, MLPLifter, build_lifter
 from hipart.models.tokenizer import MSSTokenizer
 from hipart.training.loop import LoopConfig
 from hipart.training.stages import (
     TrainRecipe,
-    WithArrays,
     generate_dataset,
     tokenize_dataset,
     train_generator,
@@ -41,9 +40,11 @@ def data_version(root: Path) -> str:
 
 
 def load_config(spec: str, lifter_input: str) -> HiPARTConfig:
-    """'paper', 'tiny' or a JSON file of HiPARTConfig fields."""
+    """'paper', 'edge', 'tiny' or a JSON file of HiPARTConfig fields."""
     if spec == "paper":
         cfg = HiPARTConfig.paper()
+    elif spec == "edge":
+        cfg = HiPARTConfig.edge(lifter_input)
     elif spec == "tiny":
         cfg = HiPARTConfig.tiny(lifter_input)
     else:
@@ -62,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "only joins stage checkpoints into <out>/hipart.pt (ablations: mix stages of different runs)")
     p.add_argument("--data", type=Path, required=True, help="dataset folder from `hipart-data build`")
     p.add_argument("--out", type=Path, default=Path("runs/default"), help="run folder (default runs/default)")
-    p.add_argument("--config", default="paper", help="paper | tiny | path to a HiPARTConfig JSON")
+    p.add_argument("--config", default="paper", help="paper | edge | tiny | path to a HiPARTConfig JSON")
     p.add_argument("--lifter-input", choices=["hierarchy", "dense", "sparse"], default="hierarchy",
                    help="lifter sees 17+48+96 points (default), 17+48, or the 17 joints only")
     p.add_argument("--epochs", type=int, nargs=3, metavar=("TOK", "GEN", "LIFT"),
@@ -77,6 +78,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tokenizer-from", type=Path, help="assemble: tokenizer.pt to use (default <out>/tokenizer.pt)")
     p.add_argument("--generator-from", type=Path, help="assemble: generator.pt to use (default <out>/generator.pt)")
     p.add_argument("--lifter-from", type=Path, help="assemble: lifter.pt to use (default <out>/lifter.pt)")
+    p.add_argument("--init-from", type=Path, metavar="HIPART.pt",
+                   help="start from a trained model (e.g. the bundled one): its tokenizer and generator (config and "
+                        "weights) seed <out>/tokenizer.pt and generator.pt; the generator stage fine-tunes from them; "
+                        "the lifter comes from --config")
+    p.add_argument("--generator-dropout", type=float, help="override the generator's dropout (paper 0.25)")
     p.add_argument("--max-steps", type=int, help="stop each stage after N steps (smoke runs; resumable)")
     p.add_argument("--resume", action="store_true", help="continue from <out>/<stage>.state.pt")
     p.add_argument("--seed", type=int, default=0)
@@ -126,6 +132,19 @@ def run(a: argparse.Namespace) -> int:
         print(f"[hipart] assembled model written to {a.out / 'hipart.pt'}")
         return 0
     cfg = load_config(a.config, a.lifter_input)
+    init = None
+    if a.init_from is not None:
+        init, _ = load_checkpoint(a.init_from, "hipart")
+        cfg = HiPARTConfig(tokenizer=init.config.tokenizer, generator=init.config.generator, lifter=cfg.lifter,
+                           lifter_input=cfg.lifter_input)
+        a.out.mkdir(parents=True, exist_ok=True)
+        for name, part in (("tokenizer", init.tokenizer), ("generator", init.generator)):
+            if not (a.out / f"{name}.pt").exists():
+                save_checkpoint(a.out / f"{name}.pt", part, None, {"init_from": str(a.init_from)})
+    if a.generator_dropout is not None:
+        d = cfg.to_dict()
+        d["generator"]["dropout"] = a.generator_dropout
+        cfg = HiPARTConfig.from_dict(d)
     n_actions = len(load_manifest(a.data)["action_classes"])
     if cfg.tokenizer.num_actions != n_actions:  # the Global Alignment head must match the dataset's classes
         d = cfg.to_dict()
@@ -148,13 +167,13 @@ def run(a: argparse.Namespace) -> int:
         t0 = time.perf_counter()
         if stage == "tokenizer":
             tok = MSSTokenizer(cfg.tokenizer).to(a.device)
-            data = open_split(a.data, "train", "gt", a.subsample)
+            data = InMemorySplit(a.data, "train", "gt", a.subsample, seed=a.seed)
             rec = train_tokenizer(tok, data, recipe.tokenizer, loop, a.out, a.resume)
             save_checkpoint(a.out / "tokenizer.pt", tok.cpu(), version, {"last": rec, **tok.codebook_report()})
         elif stage == "generator":
             _need(a.out / "tokenizer.pt", "tokenizer")
             tok, _ = load_checkpoint(a.out / "tokenizer.pt", "tokenizer")
-            data = open_split(a.data, "train", a.input_2d, a.subsample)
+            data = InMemorySplit(a.data, "train", a.input_2d, a.subsample, seed=a.seed)
             cache = a.out / f"tokens_train_s{a.subsample}.npz"
             if cache.exists():
                 z = np.load(cache)
@@ -163,13 +182,15 @@ def run(a: argparse.Namespace) -> int:
                 q_s, q_d = tokenize_dataset(tok, data, progress=not a.no_progress)
                 np.savez(cache, q_s=q_s, q_d=q_d)
             gen = HiARM(cfg.generator, cfg.tokenizer)
+            if init is not None:
+                gen.load_state_dict(init.generator.state_dict())
             gen.set_codebooks(tok.sparse_quantizer.codebook, tok.dense_quantizer.codebook)
-            rec = train_generator(gen.to(a.device), WithArrays(data, {"q_s": q_s, "q_d": q_d}), recipe.generator,
-                                  loop, a.out, a.resume)
+            rec = train_generator(gen.to(a.device), data.add(q_s=q_s, q_d=q_d), recipe.generator, loop, a.out,
+                                  a.resume)
             save_checkpoint(a.out / "generator.pt", gen.cpu(), version, {"last": rec})
         else:
             model = assemble(a.out, cfg, lifter=None)
-            data = open_split(a.data, "train", a.input_2d, a.subsample)
+            data = InMemorySplit(a.data, "train", a.input_2d, a.subsample, seed=a.seed)
             extra = {}
             if cfg.lifter_input != "sparse":
                 cache = a.out / f"generated_train_s{a.subsample}_{a.input_2d}.npz"
@@ -180,8 +201,8 @@ def run(a: argparse.Namespace) -> int:
                     dense, fine = generate_dataset(model, data, progress=not a.no_progress)
                     np.savez(cache, dense=dense, fine=fine)
                     extra = {"gen_dense": dense, "gen_fine": fine}
-            lifter = Lifter(cfg.lifter).to(a.device)
-            rec = train_lifter(lifter, WithArrays(data, extra), recipe.lifter, loop, a.out, a.resume,
+            lifter = build_lifter(cfg.lifter).to(a.device)
+            rec = train_lifter(lifter, data.add(**extra), recipe.lifter, loop, a.out, a.resume,
                                recipe.lifter_gt_mix, recipe.lifter_flip)
             save_checkpoint(a.out / "lifter.pt", lifter.cpu(), version, {"last": rec})
             model = assemble(a.out, cfg, lifter.cpu())
@@ -193,7 +214,7 @@ def run(a: argparse.Namespace) -> int:
     return 0
 
 
-def assemble(out: Path, cfg: HiPARTConfig, lifter: Lifter | None) -> HiPART:
+def assemble(out: Path, cfg: HiPARTConfig, lifter: Lifter | MLPLifter | None) -> HiPART:
     """HiPART from the stage checkpoints in `out` (and an in-memory lifter if given)."""
     _need(out / "tokenizer.pt", "tokenizer")
     _need(out / "generator.pt", "generator")
@@ -202,7 +223,7 @@ def assemble(out: Path, cfg: HiPARTConfig, lifter: Lifter | None) -> HiPART:
     return _join(cfg, tok, gen, lifter)
 
 
-def _join(cfg: HiPARTConfig, tok: MSSTokenizer, gen: HiARM, lifter: Lifter | None) -> HiPART:
+def _join(cfg: HiPARTConfig, tok: MSSTokenizer, gen: HiARM, lifter: Lifter | MLPLifter | None) -> HiPART:
     """HiPART(cfg) holding the given stage weights (a missing lifter keeps its fresh weights), in eval mode."""
     model = HiPART(cfg)
     model.tokenizer.load_state_dict(tok.state_dict())

@@ -111,6 +111,71 @@ class HierarchicalPoseDataset(Dataset):
         }
 
 
+class InMemorySplit(Dataset):
+    """One split held in RAM as tensors, batches gathered by index: the training fast path (no per-sample Python).
+
+    Same sample keys as `HierarchicalPoseDataset` (without the dense/fine 3D levels, which no stage trains on).
+    `noisy` input resamples the detector noise per batch from (seed, epoch, first index), so a resumed run
+    draws the same noise; `extra` arrays (cached tokens or generated poses) are matched by position.
+    """
+
+    def __init__(self, root: str | Path, split: str = "train", input_2d: str = "gt", subsample: int = 1,
+                 noise: NoiseConfig | None = None, seed: int = 0):  # fmt: skip
+        base = HierarchicalPoseDataset(root, split=split, input_2d=input_2d)
+        a, k = base.arrays, base.index[::subsample]
+        self.input_2d, self.noise, self.seed, self.epoch = input_2d, noise or NoiseConfig(), seed, 0
+        self.w, self.h = base.w, base.h
+        self.xs_px = np.ascontiguousarray(a["x_s_px"][k], np.float64)
+        if input_2d == "det":
+            self.det = torch.as_tensor(normalize_screen_coordinates(np.asarray(a["x_s_det_px"][k], np.float32),
+                                                                    self.w, self.h))
+            self.det_conf = torch.as_tensor(np.asarray(a["conf_det"][k], np.float32))
+        p3d = np.asarray(a["p3d_s"][k], np.float32)
+        self.t = {
+            "x_s": torch.as_tensor(normalize_screen_coordinates(self.xs_px.astype(np.float32), self.w, self.h)),
+            "x_d": torch.as_tensor(np.asarray(a["x_d"][k], np.float32)),
+            "x_f": torch.as_tensor(np.asarray(a["x_f"][k], np.float32)),
+            "pose3d": torch.as_tensor(p3d - p3d[:, :1]),
+            "action": torch.as_tensor(np.asarray(a["action"][k], np.int64)),
+            "subject": torch.as_tensor(np.asarray(a["subject"][k], np.int64)),
+            "index": torch.as_tensor(k.astype(np.int64)),
+        }
+
+    def add(self, **extra: np.ndarray) -> InMemorySplit:
+        """Attach per-sample arrays (cached tokens, generated poses) by position; returns self."""
+        for name, v in extra.items():
+            if len(v) != len(self):
+                raise ValueError(f"cache {name!r} has {len(v)} rows for a split of {len(self)}")
+            self.t[name] = torch.as_tensor(np.asarray(v))
+        return self
+
+    def set_epoch(self, epoch: int) -> None:
+        """Change the random stream of the noisy input (same batch + epoch = same draw)."""
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return len(self.t["x_s"])
+
+    def batch(self, idx: list[int] | np.ndarray) -> dict[str, torch.Tensor]:
+        """The samples at positions `idx` as one batch dict."""
+        idx = np.asarray(idx, np.int64)
+        ti = torch.from_numpy(idx)
+        out = {name: v[ti] for name, v in self.t.items()}
+        if self.input_2d == "det":
+            out["x_s"], out["conf"] = self.det[ti], self.det_conf[ti]
+        elif self.input_2d == "noisy":
+            rng = np.random.default_rng([self.seed, self.epoch, int(idx[0]) if len(idx) else 0, len(idx)])
+            xs, conf = detector_noise(self.xs_px[idx], rng, self.noise)
+            out["x_s"] = torch.as_tensor(normalize_screen_coordinates(xs, self.w, self.h), dtype=torch.float32)
+            out["conf"] = torch.as_tensor(conf, dtype=torch.float32)
+        else:
+            out["conf"] = torch.ones(len(idx), out["x_s"].shape[1])
+        return out
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        return {k: v[0] for k, v in self.batch([i]).items()}
+
+
 def dataset_summary(root: str | Path, verify: bool = False) -> str:
     """Human-readable counts and sanity checks of a built dataset (`hipart-data info`)."""
     man = load_manifest(root)

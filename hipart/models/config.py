@@ -10,6 +10,7 @@ from hipart import skeleton
 GENERATION_ORDERS = ("center_to_periphery", "next_token")
 GENERATOR_MODES = ("autoregressive", "classification")
 LIFTER_INPUTS = ("hierarchy", "dense", "sparse")
+LIFTER_KINDS = ("transformer", "mlp")
 # Points the lifter sees for each input choice: 17 + 48 + 96, 17 + 48 (paper Table 5's "+dense"), 17.
 LIFTER_POINTS = {"hierarchy": skeleton.NUM_HIERARCHY_POINTS, "dense": skeleton.NUM_JOINTS + skeleton.NUM_DENSE,
                  "sparse": skeleton.NUM_JOINTS}
@@ -81,11 +82,13 @@ class GeneratorConfig:
 
 @dataclass
 class LifterConfig:
-    """Vanilla spatial transformer lifting N 2D points to 17 3D joints (paper Fig. 11)."""
+    """Lifter of N 2D points to 17 3D joints: the paper's vanilla spatial transformer (Fig. 11) or a residual MLP."""
 
     num_points: int = skeleton.NUM_HIERARCHY_POINTS  # 161, or 17 for the sparse-only baseline
     num_joints: int = skeleton.NUM_JOINTS
-    dim: int = 96
+    kind: str = "transformer"  # or "mlp": residual MLP over pelvis-centred, scale-normalised points (edge)
+    dim: int = 96  # transformer width; for "mlp", the per-joint feature width before the head
+    width: int = 1024  # "mlp" only: hidden width of the residual blocks
     blocks: int = 12
     heads: int = 6
     mlp_ratio: float = 2.0
@@ -93,7 +96,9 @@ class LifterConfig:
     attn_dropout: float = 0.0  # on attention weights; 0 lets training use the fused attention kernel (CPU budget)
 
     def __post_init__(self) -> None:
-        if self.dim % self.heads:
+        if self.kind not in LIFTER_KINDS:
+            raise ValueError(f"lifter kind must be one of {LIFTER_KINDS}, got {self.kind!r}")
+        if self.kind == "transformer" and self.dim % self.heads:
             raise ValueError(f"dim {self.dim} is not divisible by heads {self.heads}")
 
 
@@ -121,6 +126,13 @@ class HiPARTConfig:
     def paper(cls) -> HiPARTConfig:
         """The paper's defaults."""
         return cls()
+
+    @classmethod
+    def edge(cls, lifter_input: str = "hierarchy") -> HiPARTConfig:
+        """The bundled default: the paper's tokenizer and generator, a residual-MLP lifter (docs/MODEL.md)."""
+        n = LIFTER_POINTS[lifter_input]
+        return cls(lifter=LifterConfig(num_points=n, kind="mlp", dim=32, width=1024, blocks=3, dropout=0.1),
+                   lifter_input=lifter_input)
 
     @classmethod
     def tiny(cls, lifter_input: str = "hierarchy") -> HiPARTConfig:

@@ -8,7 +8,7 @@ from torch import nn
 from hipart import skeleton
 from hipart.models.config import HiPARTConfig
 from hipart.models.generator import HiARM
-from hipart.models.lifter import Lifter
+from hipart.models.lifter import build_lifter
 from hipart.models.tokenizer import MSSTokenizer
 from hipart.validation import check_points, check_tokens
 
@@ -21,7 +21,7 @@ class HiPART(nn.Module):
         self.config = cfg = cfg or HiPARTConfig()
         self.tokenizer = MSSTokenizer(cfg.tokenizer)
         self.generator = HiARM(cfg.generator, cfg.tokenizer)
-        self.lifter = Lifter(cfg.lifter)
+        self.lifter = build_lifter(cfg.lifter)
         self.sync_codebooks()
 
     def sync_codebooks(self) -> None:

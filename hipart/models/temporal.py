@@ -25,7 +25,7 @@ from torch import nn
 from hipart import skeleton
 from hipart.models.blocks import TransformerBlock, joint_projection
 from hipart.models.config import LifterConfig
-from hipart.models.lifter import Lifter
+from hipart.models.lifter import Lifter, MLPLifter, build_lifter
 from hipart.models.token_pruning import (
     PRUNING_STRATEGIES,
     attention_received,
@@ -179,7 +179,7 @@ class TemporalLifter(nn.Module):
         self.config = cfg = cfg or TemporalConfig()
         self.lifter = self.lift_proj = self.embed = self.point_pos = None
         if cfg.reduction == "lifter":  # frozen single-frame lifter -> 17 joint features + its pose, per frame
-            self.lifter = Lifter(LifterConfig(**cfg.lifter)).requires_grad_(False).eval()
+            self.lifter = build_lifter(LifterConfig(**cfg.lifter)).requires_grad_(False).eval()
             self.lift_proj = nn.Linear(self.lifter.config.dim, cfg.dim)
         else:
             self.embed = nn.Linear(2, cfg.dim)
@@ -237,7 +237,7 @@ class TemporalLifter(nn.Module):
             self.lifter.eval()
         return self
 
-    def load_lifter(self, lifter: Lifter) -> TemporalLifter:
+    def load_lifter(self, lifter: Lifter | MLPLifter) -> TemporalLifter:
         """Copy a trained single-frame lifter's weights into the frozen per-frame stage (reduction='lifter')."""
         if self.lifter is None:
             raise ValueError("this temporal model has no single-frame lifter stage (reduction != 'lifter')")

@@ -93,9 +93,13 @@ def train_loop(
     with log_path.open("a") as log:
         while epoch < cfg.epochs and step < stop_at:
             order = epoch_order(n, cfg.seed, epoch)[start_batch * cfg.batch_size :]
-            # A private generator keeps the DataLoader from drawing on the global RNG (exact resume).
-            loader = DataLoader(dataset, batch_size=cfg.batch_size, sampler=order, collate_fn=collate,
-                                generator=torch.Generator())
+            if hasattr(dataset, "set_epoch"):
+                dataset.set_epoch(epoch)
+            if hasattr(dataset, "batch"):  # in-memory split: gather whole batches by index
+                loader = (dataset.batch(order[i : i + cfg.batch_size]) for i in range(0, len(order), cfg.batch_size))
+            else:  # a private generator keeps the DataLoader from drawing on the global RNG (exact resume)
+                loader = DataLoader(dataset, batch_size=cfg.batch_size, sampler=order, collate_fn=collate,
+                                    generator=torch.Generator())
             for bi, batch in enumerate(loader, start=start_batch):
                 t0 = time.perf_counter()
                 batch = {k: v.to(cfg.device) for k, v in batch.items()}

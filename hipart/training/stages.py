@@ -13,7 +13,7 @@ from tqdm import tqdm
 from hipart.data.flip import flip_batch
 from hipart.models.generator import HiARM
 from hipart.models.hipart import HiPART
-from hipart.models.lifter import Lifter
+from hipart.models.lifter import Lifter, MLPLifter
 from hipart.models.tokenizer import MSSTokenizer
 from hipart.training.loop import LoopConfig, collate, train_loop
 from hipart.training.schedules import constant, step_decay, warmup_cosine
@@ -60,6 +60,10 @@ class WithArrays(Dataset):
 
 
 def _batches(dataset: Dataset, batch_size: int, desc: str, progress: bool):
+    if hasattr(dataset, "batch"):  # in-memory split: whole batches by index
+        n = len(dataset)
+        loader = (dataset.batch(range(i, min(i + batch_size, n))) for i in range(0, n, batch_size))
+        return tqdm(loader, total=-(-n // batch_size), desc=desc, disable=not progress, dynamic_ncols=True)
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate)
     return tqdm(loader, desc=desc, disable=not progress, dynamic_ncols=True)
 
@@ -130,7 +134,7 @@ def lifter_input(b: dict[str, torch.Tensor], num_points: int, gt_mix: float = 0.
     return torch.cat([b["x_s"], dense, fine], 1)
 
 
-def train_lifter(lifter: Lifter, data: Dataset, r: StageRecipe, loop: LoopConfig, out: Path, resume=False,
+def train_lifter(lifter: Lifter | MLPLifter, data: Dataset, r: StageRecipe, loop: LoopConfig, out: Path, resume=False,
                  gt_mix: float = 0.0, flip: float = 0.0):
     """Stage 3: lifter on [x_s, generated dense, generated fine] -> root-relative 3D, MPJPE loss (metres)."""
     opt = torch.optim.Adam(lifter.parameters(), lr=r.lr, weight_decay=r.weight_decay)

@@ -112,10 +112,13 @@ def test_strip_qdq_restores_fp32_exactly(standin_onnx, int8_path, data):
 
 
 def test_fallback_improves_or_meets_threshold(standin_onnx, int8_path, data, tmp_path):
-    res = drift.fallback(standin_onnx, int8_path, tmp_path / "fb.onnx", data[1], min_agreement=0.999, max_trials=6)
-    first = res.history[0]
-    assert res.sensitivity and max(res.sensitivity.values()) > 0
-    assert res.drift.token_agreement >= first[2]  # never worse than full INT8
+    # Targets no INT8 model can meet, so the search always runs, on any CPU's numerics.
+    res = drift.fallback(standin_onnx, int8_path, tmp_path / "fb.onnx", data[1], min_agreement=1.0,
+                         max_output_err=0.0, max_trials=6)
+    base = drift.compare("int8", drift.run(int8_path, data[1]), drift.run(standin_onnx, data[1]))
+    assert not res.met and len(res.sensitivity) == len(drift.layer_groups(onnx.load(str(int8_path))))
+    # the search keeps a restoration only when the score drops: never worse than full INT8
+    assert drift.score(res.drift, 1.0, 1.0, 0.0) <= drift.score(base, 1.0, 1.0, 0.0)
     assert (tmp_path / "fb.onnx").exists()
     q = onnx.load(str(tmp_path / "fb.onnx"))
     assert len(quantized_nodes(q)) <= len(quantized_nodes(onnx.load(str(int8_path))))
