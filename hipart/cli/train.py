@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import sys
 import time
 from dataclasses import asdict
@@ -118,14 +119,44 @@ def assemble_stages(tokenizer: Path, generator: Path, lifter: Path) -> tuple[HiP
     return model.eval(), meta.get("data_version", "")
 
 
+def _init_distributed(device: str) -> None:
+    """Under torchrun (WORLD_SIZE > 1): join the process group (nccl on GPU, gloo on CPU)."""
+    dist = torch.distributed
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
+        if device.startswith("cuda"):
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def _is_writer() -> bool:
+    """Only rank 0 writes files (every rank when not distributed)."""
+    return not torch.distributed.is_initialized() or torch.distributed.get_rank() == 0
+
+
+def _barrier() -> None:
+    if torch.distributed.is_initialized():
+        torch.distributed.barrier()
+
+
+def _save(path: Path, *args, **kwargs) -> None:
+    if _is_writer():
+        save_checkpoint(path, *args, **kwargs)
+
+
+def _savez(path: Path, **arrays) -> None:
+    if _is_writer():
+        np.savez(path, **arrays)
+
+
 def run(a: argparse.Namespace) -> int:
     torch.manual_seed(a.seed)
+    _init_distributed(a.device)
     if a.stage == "assemble":
         model, version = assemble_stages(a.tokenizer_from or a.out / "tokenizer.pt",
                                          a.generator_from or a.out / "generator.pt",
                                          a.lifter_from or a.out / "lifter.pt")
         a.out.mkdir(parents=True, exist_ok=True)
-        save_checkpoint(a.out / "hipart.pt", model, version, {"assembled_from": {
+        _save(a.out / "hipart.pt", model, version, {"assembled_from": {
             "tokenizer": str(a.tokenizer_from or a.out / "tokenizer.pt"),
             "generator": str(a.generator_from or a.out / "generator.pt"),
             "lifter": str(a.lifter_from or a.out / "lifter.pt")}})
@@ -140,13 +171,13 @@ def run(a: argparse.Namespace) -> int:
         a.out.mkdir(parents=True, exist_ok=True)
         for name, part in (("tokenizer", init.tokenizer), ("generator", init.generator)):
             if not (a.out / f"{name}.pt").exists():
-                save_checkpoint(a.out / f"{name}.pt", part, None, {"init_from": str(a.init_from)})
+                _save(a.out / f"{name}.pt", part, None, {"init_from": str(a.init_from)})
     if a.generator_dropout is not None:
         d = cfg.to_dict()
         d["generator"]["dropout"] = a.generator_dropout
         cfg = HiPARTConfig.from_dict(d)
     n_actions = len(load_manifest(a.data)["action_classes"])
-    if cfg.tokenizer.num_actions != n_actions:  # the Global Alignment head must match the dataset's classes
+    if init is None and cfg.tokenizer.num_actions != n_actions:  # Global Alignment head = the dataset's classes
         d = cfg.to_dict()
         d["tokenizer"]["num_actions"] = n_actions
         cfg = HiPARTConfig.from_dict(d)
@@ -159,7 +190,9 @@ def run(a: argparse.Namespace) -> int:
     loop = LoopConfig(seed=a.seed, max_steps=a.max_steps, device=a.device, progress=not a.no_progress)
     version = data_version(a.data)
     a.out.mkdir(parents=True, exist_ok=True)
-    (a.out / "config.json").write_text(json.dumps({"model": cfg.to_dict(), "args": {
+    _barrier()
+    if _is_writer():
+        (a.out / "config.json").write_text(json.dumps({"model": cfg.to_dict(), "args": {
         k: str(v) for k, v in vars(a).items()}, "data_version": version}, indent=1))
     stages = ["tokenizer", "generator", "lifter"] if a.stage == "all" else [a.stage]
     t_start = time.perf_counter()
@@ -169,7 +202,7 @@ def run(a: argparse.Namespace) -> int:
             tok = MSSTokenizer(cfg.tokenizer).to(a.device)
             data = InMemorySplit(a.data, "train", "gt", a.subsample, seed=a.seed)
             rec = train_tokenizer(tok, data, recipe.tokenizer, loop, a.out, a.resume)
-            save_checkpoint(a.out / "tokenizer.pt", tok.cpu(), version, {"last": rec, **tok.codebook_report()})
+            _save(a.out / "tokenizer.pt", tok.cpu(), version, {"last": rec, **tok.codebook_report()})
         elif stage == "generator":
             _need(a.out / "tokenizer.pt", "tokenizer")
             tok, _ = load_checkpoint(a.out / "tokenizer.pt", "tokenizer")
@@ -180,14 +213,14 @@ def run(a: argparse.Namespace) -> int:
                 q_s, q_d = z["q_s"], z["q_d"]
             else:
                 q_s, q_d = tokenize_dataset(tok, data, progress=not a.no_progress)
-                np.savez(cache, q_s=q_s, q_d=q_d)
+                _savez(cache, q_s=q_s, q_d=q_d)
             gen = HiARM(cfg.generator, cfg.tokenizer)
             if init is not None:
                 gen.load_state_dict(init.generator.state_dict())
             gen.set_codebooks(tok.sparse_quantizer.codebook, tok.dense_quantizer.codebook)
             rec = train_generator(gen.to(a.device), data.add(q_s=q_s, q_d=q_d), recipe.generator, loop, a.out,
                                   a.resume)
-            save_checkpoint(a.out / "generator.pt", gen.cpu(), version, {"last": rec})
+            _save(a.out / "generator.pt", gen.cpu(), version, {"last": rec})
         else:
             model = assemble(a.out, cfg, lifter=None)
             data = InMemorySplit(a.data, "train", a.input_2d, a.subsample, seed=a.seed)
@@ -199,16 +232,17 @@ def run(a: argparse.Namespace) -> int:
                     extra = {"gen_dense": z["dense"], "gen_fine": z["fine"]}
                 else:
                     dense, fine = generate_dataset(model, data, progress=not a.no_progress)
-                    np.savez(cache, dense=dense, fine=fine)
+                    _savez(cache, dense=dense, fine=fine)
                     extra = {"gen_dense": dense, "gen_fine": fine}
             lifter = build_lifter(cfg.lifter).to(a.device)
             rec = train_lifter(lifter, data.add(**extra), recipe.lifter, loop, a.out, a.resume,
                                recipe.lifter_gt_mix, recipe.lifter_flip)
-            save_checkpoint(a.out / "lifter.pt", lifter.cpu(), version, {"last": rec})
+            _save(a.out / "lifter.pt", lifter.cpu(), version, {"last": rec})
             model = assemble(a.out, cfg, lifter.cpu())
             args = {k: str(v) for k, v in vars(a).items()}
-            save_checkpoint(a.out / "hipart.pt", model, version, {"train_args": args})
+            _save(a.out / "hipart.pt", model, version, {"train_args": args})
             print(f"[hipart] assembled model written to {a.out / 'hipart.pt'}")
+        _barrier()  # every rank sees this stage's files before the next stage reads them
         print(f"[{stage}] done in {time.perf_counter() - t0:.0f} s; last: {rec}")
     print(f"total {time.perf_counter() - t_start:.0f} s")
     return 0

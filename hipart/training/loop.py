@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -16,7 +17,9 @@ from tqdm import tqdm
 
 from hipart.checkpoint import atomic_torch_save
 
-StepFn = Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]]
+# step_fn(batch, net): `net` is the model, or its DistributedDataParallel wrapper under torchrun (call forward
+# through it so gradients are averaged across ranks).
+StepFn = Callable[[dict[str, torch.Tensor], nn.Module], dict[str, torch.Tensor]]
 
 
 @dataclass
@@ -60,8 +63,17 @@ def train_loop(
 
     State (model, optimizer, scheduler, RNG, position in the epoch) goes to `<out>/<name>.state.pt` every
     `save_every` steps and at the end, so `resume=True` continues exactly where a run stopped.
+
+    Under torchrun (an initialised process group) the model is wrapped in DistributedDataParallel and each
+    rank takes its share (`rank::world`) of every global batch of `batch_size`; each rank's loss is weighted
+    by its share, so the averaged gradient is the global batch's and the weights stay identical across ranks
+    and equal to a one-process run. Only rank 0 writes the log and state files.
     """
-    out_dir.mkdir(parents=True, exist_ok=True)
+    dist = torch.distributed
+    ddp = dist.is_available() and dist.is_initialized()
+    rank, world = (dist.get_rank(), dist.get_world_size()) if ddp else (0, 1)
+    if rank == 0:
+        out_dir.mkdir(parents=True, exist_ok=True)
     state_path, log_path = out_dir / f"{name}.state.pt", out_dir / f"{name}.log.jsonl"
     n = len(dataset)
     if n == 0:
@@ -81,6 +93,8 @@ def train_loop(
         print(f"[{name}] no state at {state_path}; starting from scratch")
 
     def save(epoch_: int, batch_: int) -> None:
+        if rank != 0:
+            return
         atomic_torch_save(
             {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
              "rng": torch.get_rng_state(), "step": step, "epoch": epoch_, "batch_in_epoch": batch_}, state_path,
@@ -88,24 +102,27 @@ def train_loop(
 
     record: dict[str, Any] = {}
     stop_at = total if cfg.max_steps is None else min(total, cfg.max_steps)
-    bar = tqdm(total=stop_at, initial=step, desc=name, disable=not cfg.progress, dynamic_ncols=True)
+    bar = tqdm(total=stop_at, initial=step, desc=name, disable=not cfg.progress or rank != 0, dynamic_ncols=True)
     model.train()
-    with log_path.open("a") as log:
+    net = torch.nn.parallel.DistributedDataParallel(model) if ddp else model
+    with open(log_path if rank == 0 else os.devnull, "a") as log:
         while epoch < cfg.epochs and step < stop_at:
             order = epoch_order(n, cfg.seed, epoch)[start_batch * cfg.batch_size :]
             if hasattr(dataset, "set_epoch"):
                 dataset.set_epoch(epoch)
+            shards = [order[i : i + cfg.batch_size] for i in range(0, len(order), cfg.batch_size)]
+            share = [len(g[rank::world]) * world / len(g) for g in shards]  # loss weight of this rank's part
+            shards = [g[rank::world] for g in shards]
             if hasattr(dataset, "batch"):  # in-memory split: gather whole batches by index
-                loader = (dataset.batch(order[i : i + cfg.batch_size]) for i in range(0, len(order), cfg.batch_size))
+                loader = (dataset.batch(g) for g in shards)
             else:  # a private generator keeps the DataLoader from drawing on the global RNG (exact resume)
-                loader = DataLoader(dataset, batch_size=cfg.batch_size, sampler=order, collate_fn=collate,
-                                    generator=torch.Generator())
+                loader = DataLoader(dataset, batch_sampler=shards, collate_fn=collate, generator=torch.Generator())
             for bi, batch in enumerate(loader, start=start_batch):
                 t0 = time.perf_counter()
                 batch = {k: v.to(cfg.device) for k, v in batch.items()}
-                out = step_fn(batch)
+                out = step_fn(batch, net)
                 optimizer.zero_grad(set_to_none=True)
-                out["loss"].backward()
+                (out["loss"] * share[bi - start_batch]).backward()
                 if cfg.grad_clip:
                     torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
                 optimizer.step()

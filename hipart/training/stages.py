@@ -99,8 +99,8 @@ def train_tokenizer(tok: MSSTokenizer, data: Dataset, r: StageRecipe, loop: Loop
     sched = warmup_cosine(opt, steps, r.warmup_steps)
     use_action = tok.config.global_alignment
 
-    def step(b):
-        o = tok(b["x_f"], b["x_d"], b["action"] if use_action else None)
+    def step(b, net):
+        o = net(b["x_f"], b["x_d"], b["action"] if use_action else None)
         return {k: v for k, v in o.items() if k.startswith(("loss", "perplexity", "action_acc"))}
 
     cfg = LoopConfig(**{**loop.__dict__, "epochs": r.epochs, "batch_size": r.batch_size})
@@ -112,8 +112,8 @@ def train_generator(gen: HiARM, data: Dataset, r: StageRecipe, loop: LoopConfig,
     opt = torch.optim.AdamW(gen.parameters(), lr=r.lr, weight_decay=r.weight_decay)
     sched = constant(opt)
 
-    def step(b):
-        ls, ld = gen(b["x_s"], b["q_s"], b["q_d"])
+    def step(b, net):
+        ls, ld = net(b["x_s"], b["q_s"], b["q_d"])
         return gen.loss(ls, ld, b["q_s"], b["q_d"])
 
     cfg = LoopConfig(**{**loop.__dict__, "epochs": r.epochs, "batch_size": r.batch_size})
@@ -141,10 +141,10 @@ def train_lifter(lifter: Lifter | MLPLifter, data: Dataset, r: StageRecipe, loop
     sched = step_decay(opt, -(-len(data) // r.batch_size))
     n = lifter.config.num_points
 
-    def step(b):
+    def step(b, net):
         if flip > 0:
             b = flip_batch(b, torch.rand(b["x_s"].shape[0]) < flip)
-        pred = lifter(lifter_input(b, n, gt_mix))
+        pred = net(lifter_input(b, n, gt_mix))
         err = (pred - b["pose3d"]).norm(dim=-1).mean()
         return {"loss": err, "mpjpe_mm": err.detach() * 1000}
 

@@ -68,8 +68,8 @@ def train_temporal(model: TemporalLifter, data: Dataset, recipe: TemporalRecipe,
     seq = model.config.pipeline == "seq2seq"
     f = model.config.output_index
 
-    def step(b: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        pred = model(b["x"], b.get("features"))
+    def step(b: dict[str, torch.Tensor], net: torch.nn.Module) -> dict[str, torch.Tensor]:
+        pred = net(b["x"], b.get("features"))
         if seq:
             return temporal_loss(pred, b["pose3d"], b["valid"], recipe.lambda_vel)
         return temporal_loss(pred, b["pose3d"][:, f], b["valid"][:, f])
