@@ -20,6 +20,10 @@ from edge.detectors.coco import coco_to_h36m
 
 # COCO-17 index -> BlazePose-33 landmark index.
 COCO_FROM_BLAZEPOSE = (0, 2, 5, 7, 8, 11, 12, 13, 14, 15, 16, 23, 24, 25, 26, 27, 28)
+# The 12 limb joints of the 17-joint order (hips, knees, ankles, shoulders, elbows, wrists) and the BlazePose-33
+# landmark of each: what BlazePose's own 3D (`pose_world_landmarks`) can be scored on.
+LIMB_JOINTS = (1, 2, 3, 4, 5, 6, 11, 12, 13, 14, 15, 16)
+BLAZEPOSE_OF_LIMB = (24, 26, 28, 23, 25, 27, 11, 13, 15, 12, 14, 16)
 
 
 def blazepose_to_h36m(landmarks: np.ndarray, visibility: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -68,12 +72,16 @@ class BlazePoseDetector(Detector):
                 min_tracking_confidence=min_tracking_confidence,
             )
             self._pose.process(np.zeros((64, 64, 3), np.uint8))  # graph start-up logs happen on first use
+        self.world: np.ndarray | None = None
 
     def __call__(self, image: np.ndarray) -> Detections:
         """BGR image -> at most one person in the 17-joint order."""
         h, w = image.shape[:2]
         rgb = np.ascontiguousarray(image[..., ::-1])
         res = self._pose.process(rgb)
+        self.world = None  # [33, 3] metric 3D of the last frame (hip-centred, camera axes), when found
+        if res.pose_world_landmarks is not None:
+            self.world = np.array([[lm.x, lm.y, lm.z] for lm in res.pose_world_landmarks.landmark], np.float32)
         if res.pose_landmarks is None:
             return Detections.none()
         lms = res.pose_landmarks.landmark

@@ -24,6 +24,7 @@ from hipart.models.lifter import Lifter, MLPLifter, build_lifter
 from hipart.models.tokenizer import MSSTokenizer
 from hipart.training.loop import LoopConfig
 from hipart.training.stages import (
+    StageRecipe,
     TrainRecipe,
     generate_dataset,
     tokenize_dataset,
@@ -182,6 +183,8 @@ def run(a: argparse.Namespace) -> int:
         d["tokenizer"]["num_actions"] = n_actions
         cfg = HiPARTConfig.from_dict(d)
     recipe = TrainRecipe()
+    if cfg.lifter.kind == "mlp":  # residual-MLP lifter: batch 256, warm-up + cosine (docs/TRAINING.md)
+        recipe.lifter = StageRecipe(1e-3, 1e-4, 256, recipe.lifter.epochs, warmup_steps=300, schedule="cosine")
     if a.epochs:
         recipe.tokenizer.epochs, recipe.generator.epochs, recipe.lifter.epochs = a.epochs
     if a.batch_sizes:

@@ -28,6 +28,7 @@ class StageRecipe:
     batch_size: int
     epochs: int
     warmup_steps: int = 0
+    schedule: str = "paper"  # the stage's paper schedule, or "cosine": linear warm-up + cosine to 0
 
 
 @dataclass
@@ -137,8 +138,12 @@ def lifter_input(b: dict[str, torch.Tensor], num_points: int, gt_mix: float = 0.
 def train_lifter(lifter: Lifter | MLPLifter, data: Dataset, r: StageRecipe, loop: LoopConfig, out: Path, resume=False,
                  gt_mix: float = 0.0, flip: float = 0.0):
     """Stage 3: lifter on [x_s, generated dense, generated fine] -> root-relative 3D, MPJPE loss (metres)."""
-    opt = torch.optim.Adam(lifter.parameters(), lr=r.lr, weight_decay=r.weight_decay)
-    sched = step_decay(opt, -(-len(data) // r.batch_size))
+    opt = torch.optim.AdamW(lifter.parameters(), lr=r.lr, weight_decay=r.weight_decay)
+    steps_per_epoch = -(-len(data) // r.batch_size)
+    if r.schedule == "cosine":  # leaves the mean-pose plateau at once (warm-up), ends at lr 0 (edge recipe)
+        sched = warmup_cosine(opt, steps_per_epoch * r.epochs, r.warmup_steps)
+    else:
+        sched = step_decay(opt, steps_per_epoch)
     n = lifter.config.num_points
 
     def step(b, net):
