@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from export.atomic_write import write_bytes_atomic
+from hipart.atomic_write import write_bytes_atomic
 
 DEFAULT_SIZE = 512
 META_PREFIX = "__"  # npz keys starting with this are metadata, not model inputs

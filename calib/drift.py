@@ -21,7 +21,7 @@ import onnx
 import onnxruntime as ort
 
 from calib.quantize import Feeds, quantized_nodes, strip_qdq
-from export.atomic_write import write_bytes_atomic
+from hipart.atomic_write import write_bytes_atomic
 from hipart.metrics import mpjpe, p_mpjpe
 
 MM = 1000.0  # pose3d is in metres

@@ -19,8 +19,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from export import metadata as md
-from export.atomic_write import write_bytes_atomic
+from calib import onnx_metadata as md
+from hipart.atomic_write import write_bytes_atomic
 
 KEEP_FP32_OPS = ("LayerNormalization", "Softmax")
 FP16_OPS = frozenset(

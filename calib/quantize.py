@@ -27,8 +27,8 @@ from onnxruntime.quantization import (
     quantize_static,
 )
 
-from export import metadata as md
-from export.atomic_write import write_bytes_atomic
+from calib import onnx_metadata as md
+from hipart.atomic_write import write_bytes_atomic
 
 METHODS = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
            "percentile": CalibrationMethod.Percentile}  # fmt: skip

@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from hipart.atomic_write import atomic_path
+
 
 class SinkError(RuntimeError):
     """An output cannot be written (path, permissions, codec)."""
@@ -155,14 +157,8 @@ class NpzSink(Sink):
             tokens_sparse=np.asarray(tok_s, np.int64).reshape(-1, 16),
             tokens_dense=np.asarray(tok_d, np.int64).reshape(-1, 48),
         )
-        fd, tmp = tempfile.mkstemp(prefix=self.path.name + ".", suffix=".tmp.npz", dir=self.path.parent)
-        os.close(fd)
-        try:
-            np.savez_compressed(tmp, **arrays)
-            os.replace(tmp, self.path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        with atomic_path(self.path) as tmp, open(tmp, "wb") as f:
+            np.savez_compressed(f, **arrays)
         os.unlink(self.journal.path)
 
 

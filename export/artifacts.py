@@ -10,12 +10,12 @@ import numpy as np
 import onnx
 import torch
 
-from export import metadata as md
-from export.atomic_write import write_bytes_atomic
+from calib import onnx_metadata as md
 from export.hipart_graphs import DecodeStepGraph, DensifyGraph, HiPARTGraph, LiftGraph, empty_cache, run_step_loop
 from export.onnx_export import DEFAULT_OPSET, GraphSpec, export_module, finalise
 from export.parity import ParityReport, compare_outputs, session
 from hipart import skeleton
+from hipart.atomic_write import write_bytes_atomic
 from hipart.models.hipart import HiPART
 
 X_S = "screen-normalised 2D pose [B,17,2] (hipart.camera.normalize_screen_coordinates)"

@@ -9,7 +9,6 @@ from pathlib import Path
 from calib.calibration_set import CalibrationDataError
 from calib.drift import DEFAULT_MAX_OUTPUT_ERR
 from export.artifacts import ARTIFACTS
-from export.atomic_write import OutputDirError
 from export.hipart_graphs import UnsupportedModelError
 from export.pipeline import (
     EXIT_BAD_INPUT,
@@ -21,6 +20,7 @@ from export.pipeline import (
 )
 from export.trt_builder import EngineBuildError, UnsupportedTensorRTVersion, parse_batch
 from export.trt_ops import target_for
+from hipart.atomic_write import OutputDirError
 
 
 def build_parser() -> argparse.ArgumentParser:

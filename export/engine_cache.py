@@ -8,7 +8,7 @@ import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from export.atomic_write import write_bytes_atomic
+from hipart.atomic_write import write_bytes_atomic
 
 SIDECAR_SUFFIX = ".json"
 

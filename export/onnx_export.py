@@ -11,9 +11,9 @@ from pathlib import Path
 import onnx
 import torch
 
-from export import metadata as md
-from export.atomic_write import write_bytes_atomic
+from calib import onnx_metadata as md
 from export.simplify import check, simplify
+from hipart.atomic_write import write_bytes_atomic
 
 DEFAULT_OPSET = 17  # >= 17: LayerNormalization is a single node
 

@@ -12,13 +12,12 @@ import onnx
 import torch
 
 from calib import drift as drift_mod
-from calib.artifact_feeds import feeds_for
 from calib.calibration_set import DEFAULT_SIZE, CalibrationDataError, load_calibration, save_calibration
 from calib.fp16 import convert_file
 from calib.quantize import METHODS, quantize_modelopt, quantize_qdq
 from calib.synthetic_poses import TRAIN_SUBJECTS, VAL_SUBJECTS, synthetic_poses
+from export.artifact_feeds import feeds_for
 from export.artifacts import ARTIFACTS, Artifact, export_all
-from export.atomic_write import ensure_writable_dir
 from export.engine_cache import EngineCache
 from export.trt_builder import (
     BuildSettings,
@@ -28,6 +27,7 @@ from export.trt_builder import (
     import_tensorrt,
 )
 from export.trt_preflight import preflight
+from hipart.atomic_write import ensure_writable_dir
 from hipart.checkpoint import load_checkpoint, model_hash
 from hipart.models.config import HiPARTConfig
 from hipart.models.hipart import HiPART

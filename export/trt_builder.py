@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 
-from export.atomic_write import write_bytes_atomic
 from export.engine_cache import EngineKey, verify_sidecar
+from hipart.atomic_write import write_bytes_atomic
 
 SUPPORTED_MAJORS = (10, 11)
 PRECISIONS = ("fp32", "fp16", "int8")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import copy
 import hashlib
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +12,7 @@ import torch
 from torch import nn
 
 from hipart import __version__
+from hipart.atomic_write import atomic_path
 from hipart.models.config import GeneratorConfig, HiPARTConfig, LifterConfig, TokenizerConfig, _build
 from hipart.models.generator import HiARM
 from hipart.models.hipart import HiPART
@@ -96,15 +96,8 @@ def save_checkpoint(
 
 def atomic_torch_save(obj: Any, path: Path) -> None:
     """torch.save to a temp file in the same folder, then rename (never a half-written file)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         torch.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def _build_model(kind: str, cfg: dict[str, Any]) -> nn.Module:

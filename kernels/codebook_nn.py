@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import torch
 
+from kernels.arg_checks import check_codebook_nn
 from kernels.triton_support import (
     HAS_TRITON,
     check_device,
-    check_on_nan,
     finish_reference,
     interpreting,
     kernel_dtype,
@@ -103,14 +103,6 @@ def codebook_nn_kernel(
         tl.store(codes_ptr + rows[:, None] * stride_on + ds[None, :], g, mask=m)
 
 
-def _check(z: torch.Tensor, codebook: torch.Tensor, on_nan: str) -> None:
-    if z.dim() != 2 or codebook.dim() != 2 or z.shape[1] != codebook.shape[1]:
-        raise ValueError(f"expected z [N, D] and codebook [K, D], got {tuple(z.shape)} and {tuple(codebook.shape)}")
-    if codebook.shape[0] == 0:
-        raise ValueError("empty codebook")
-    check_on_nan(on_nan)
-
-
 def codebook_nn(
     z: torch.Tensor,
     codebook: torch.Tensor,
@@ -125,7 +117,7 @@ def codebook_nn(
 
         return library.codebook_nn(z, codebook, out_idx=out_idx, out_codes=out_codes, on_nan=on_nan)
     require_triton()
-    _check(z, codebook, on_nan)
+    check_codebook_nn(z, codebook, on_nan)
     check_device(z, codebook)
     n, d = z.shape
     k = codebook.shape[0]
@@ -172,7 +164,7 @@ def reference_codebook_nn(
     on_nan: str = "raise",
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Plain-PyTorch reference with codebook_nn's signature and semantics (fp32 math, torch.argmin ties)."""
-    _check(z, codebook, on_nan)
+    check_codebook_nn(z, codebook, on_nan)
     zf, cf = z.float(), codebook.float()
     dist = (cf * cf).sum(1)[None, :] - 2.0 * (zf @ cf.t())
     idx = dist.argmin(1) if z.shape[0] else torch.empty(0, dtype=torch.int64, device=z.device)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import torch
 
+from kernels.arg_checks import check_decode_attention
 from kernels.triton_support import (
     check_device,
     kernel_dtype,
@@ -115,32 +116,6 @@ def decode_attention_kernel(
         tl.store(o_off, o, mask=he_ok)
 
 
-def _check(qkv, k_cache, v_cache, pos, proj_weight, proj_bias, residual):
-    if k_cache.dim() != 4 or k_cache.shape != v_cache.shape:
-        raise ValueError(
-            f"k/v cache must both be [B, heads, T, head_dim], got {tuple(k_cache.shape)}, {tuple(v_cache.shape)}"
-        )
-    b, h, t, hd = k_cache.shape
-    if qkv.shape != (b, 3 * h * hd):
-        raise ValueError(f"qkv must be [B={b}, 3*heads*head_dim={3 * h * hd}], got {tuple(qkv.shape)}")
-    if not 0 <= int(pos) < t:
-        raise ValueError(f"pos {pos} outside the cache's {t} slots")
-    if k_cache.stride(-1) != 1 or v_cache.stride(-1) != 1 or k_cache.stride() != v_cache.stride():
-        raise ValueError("k/v caches need a contiguous last dim and equal strides")
-    c_out = h * hd
-    if proj_weight is not None:
-        if proj_weight.dim() != 2 or proj_weight.shape[1] != h * hd:
-            raise ValueError(f"proj_weight must be [C_out, {h * hd}], got {tuple(proj_weight.shape)}")
-        c_out = proj_weight.shape[0]
-    elif proj_bias is not None:
-        raise ValueError("proj_bias without proj_weight")
-    if proj_bias is not None and proj_bias.shape != (c_out,):
-        raise ValueError(f"proj_bias must be [{c_out}], got {tuple(proj_bias.shape)}")
-    if residual is not None and residual.shape != (b, c_out):
-        raise ValueError(f"residual must be [{b}, {c_out}], got {tuple(residual.shape)}")
-    return c_out
-
-
 def decode_attention(
     qkv: torch.Tensor,
     k_cache: torch.Tensor,
@@ -155,7 +130,7 @@ def decode_attention(
 ) -> torch.Tensor:
     """One cached decode step of multi-head attention for all heads (writes k/v at `pos`). Triton."""
     require_triton()
-    c_out = _check(qkv, k_cache, v_cache, pos, proj_weight, proj_bias, residual)
+    c_out = check_decode_attention(qkv, k_cache, v_cache, pos, proj_weight, proj_bias, residual)
     check_device(*(t for t in (qkv, k_cache, v_cache, proj_weight, proj_bias, residual) if t is not None))
     b, h, t, hd = k_cache.shape
     if k_cache.dtype == torch.bfloat16 and kernel_dtype(k_cache) is not k_cache:
@@ -224,7 +199,7 @@ def reference_decode_attention(
     out: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Plain-PyTorch reference with decode_attention's signature (the math of Attention.forward_cached)."""
-    c_out = _check(qkv, k_cache, v_cache, pos, proj_weight, proj_bias, residual)
+    c_out = check_decode_attention(qkv, k_cache, v_cache, pos, proj_weight, proj_bias, residual)
     b, h, t, hd = k_cache.shape
     pos = int(pos)
     q, k, v = qkv.view(b, 3, h, hd).unbind(1)  # each [B, H, hd]

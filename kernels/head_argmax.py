@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import torch
 
+from kernels.arg_checks import check_head_argmax
 from kernels.triton_support import (
     HAS_TRITON,
     check_device,
-    check_on_nan,
     finish_reference,
     interpreting,
     kernel_dtype,
@@ -98,18 +98,6 @@ def head_argmax_kernel(
         tl.store(rows_ptr + bs[:, None] * stride_ob + es[None, :], row, mask=m)
 
 
-def _check(h, weight, bias, table, on_nan):
-    if h.dim() != 2 or weight.dim() != 2 or h.shape[1] != weight.shape[1]:
-        raise ValueError(f"expected h [B, D] and weight [K, D], got {tuple(h.shape)} and {tuple(weight.shape)}")
-    if bias is not None and bias.shape != (weight.shape[0],):
-        raise ValueError(f"bias must be [K]={weight.shape[0]}, got {tuple(bias.shape)}")
-    if table.dim() != 2 or table.shape[0] != weight.shape[0]:
-        raise ValueError(f"table must be [K={weight.shape[0]}, E], got {tuple(table.shape)}")
-    if weight.shape[0] == 0:
-        raise ValueError("no classes (K = 0)")
-    check_on_nan(on_nan)
-
-
 def head_argmax(
     h: torch.Tensor,
     weight: torch.Tensor,
@@ -126,7 +114,7 @@ def head_argmax(
 
         return library.head_argmax(h, weight, bias, table, out_idx=out_idx, out_rows=out_rows, on_nan=on_nan)
     require_triton()
-    _check(h, weight, bias, table, on_nan)
+    check_head_argmax(h, weight, bias, table, on_nan)
     check_device(*(t for t in (h, weight, bias, table) if t is not None))
     nb, d = h.shape
     k, e = table.shape
@@ -181,7 +169,7 @@ def reference_head_argmax(
     on_nan: str = "raise",
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Plain-PyTorch reference with head_argmax's signature: materialises the logits, torch.argmax ties."""
-    _check(h, weight, bias, table, on_nan)
+    check_head_argmax(h, weight, bias, table, on_nan)
     hf = h.float()
     logits = hf @ weight.float().t()
     if bias is not None:

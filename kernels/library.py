@@ -177,10 +177,10 @@ def _cuda(*ts: torch.Tensor) -> None:
 
 
 def codebook_nn(z, codebook, *, out_idx=None, out_codes=None, on_nan="raise"):
-    from kernels.codebook_nn import _check
+    from kernels.arg_checks import check_codebook_nn
     from kernels.triton_support import raise_on_invalid
 
-    _check(z, codebook, on_nan)
+    check_codebook_nn(z, codebook, on_nan)
     _cuda(z, codebook)
     lib = load()
     c = codebook.contiguous()
@@ -215,10 +215,10 @@ def codebook_nn(z, codebook, *, out_idx=None, out_codes=None, on_nan="raise"):
 
 
 def head_argmax(h, weight, bias, table, *, out_idx=None, out_rows=None, on_nan="raise"):
-    from kernels.head_argmax import _check
+    from kernels.arg_checks import check_head_argmax
     from kernels.triton_support import raise_on_invalid
 
-    _check(h, weight, bias, table, on_nan)
+    check_head_argmax(h, weight, bias, table, on_nan)
     _cuda(h, weight, bias, table)
     lib = load()
     w = weight.contiguous()
@@ -260,9 +260,9 @@ def head_argmax(h, weight, bias, table, *, out_idx=None, out_rows=None, on_nan="
 def decode_attention(
     qkv, k_cache, v_cache, pos, proj_weight=None, proj_bias=None, residual=None, *, scale=None, out=None
 ):
-    from kernels.decode_attention import _check
+    from kernels.arg_checks import check_decode_attention
 
-    c_out = _check(qkv, k_cache, v_cache, pos, proj_weight, proj_bias, residual)
+    c_out = check_decode_attention(qkv, k_cache, v_cache, pos, proj_weight, proj_bias, residual)
     _cuda(qkv, k_cache, v_cache, proj_weight, proj_bias, residual)
     lib = load()
     b, h, t, hd = k_cache.shape

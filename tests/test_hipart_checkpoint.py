@@ -103,7 +103,7 @@ def test_corrupt_missing_and_mismatched_checkpoints(tiny_model, tmp_path):
 
 
 def test_cli_smoke_run(capsys, tmp_path, tiny_model):
-    assert main(["--config", "tiny", "--runs", "1", "--json", str(tmp_path / "s.json")]) == 0
+    assert main(["--random-weights", "tiny", "--runs", "1", "--json", str(tmp_path / "s.json")]) == 0
     out = capsys.readouterr().out
     assert "HiARM decode, KV cache" in out and "pose3d[0]" in out and "RANDOM weights" in out
     assert (tmp_path / "s.json").exists()
@@ -112,6 +112,10 @@ def test_cli_smoke_run(capsys, tmp_path, tiny_model):
     assert "error:" in capsys.readouterr().err
     save_checkpoint(tmp_path / "ok.pt", tiny_model)
     assert main(["--checkpoint", str(tmp_path / "ok.pt"), "--runs", "1"]) == 0
+    capsys.readouterr()
+    assert main(["--runs", "1"]) == 0  # no flag: the bundled trained model, not random weights
+    out = capsys.readouterr().out
+    assert "hipart_default.pt" in out and "RANDOM" not in out
 
 
 def test_half_checkpoint_halves_the_file_and_loads_as_float32(tiny_model, tmp_path):

@@ -8,7 +8,7 @@ import onnx
 import pytest
 import torch
 
-from export import metadata as md
+from calib import onnx_metadata as md
 from export.onnx_export import ExportError
 from export.temporal_onnx import check_temporal_parity, export_temporal
 from hipart.models.temporal import TemporalConfig, TemporalLifter
@@ -52,8 +52,8 @@ def test_dynamic_strategies_need_opting_in_and_then_match(tmp_path):
 
 
 def test_cli_export(tmp_path, capsys):
+    from export.temporal_cli import main
     from hipart.checkpoint import save_checkpoint
-    from hipart.cli.temporal import main
 
     ckpt = save_checkpoint(tmp_path / "t.pt", model())
     assert main(["export", "--checkpoint", str(ckpt), "--out", str(tmp_path / "a" / "t.onnx")]) == 0

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from edge.detectors import Detections, Detector, DetectorError
+from edge.detectors.base import Detections, Detector, DetectorError
 from edge.detectors.coco import coco_to_h36m
 
 # COCO-17 index -> BlazePose-33 landmark index.

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from edge.detectors import Detections, Detector, DetectorError
+from edge.detectors.base import Detections, Detector, DetectorError
 from edge.detectors.coco import to_h36m
 
 IMAGENET_MEAN = (123.675, 116.28, 103.53)  # RGB, 0..255 (RTMPose)

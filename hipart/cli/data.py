@@ -64,7 +64,8 @@ def cmd_show(a: argparse.Namespace) -> int:
 
 def cmd_clusters(a: argparse.Namespace) -> int:
     """Recompute the cluster asset (and picture / mean body)."""
-    from hipart.data.coarsening import ASSET_PATH, build_cluster_asset
+    from hipart.data.body_mesh import build_cluster_asset
+    from hipart.data.coarsening import ASSET_PATH
     from hipart.data.render import render_cluster_picture
 
     cl = build_cluster_asset(a.asset or ASSET_PATH)

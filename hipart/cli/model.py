@@ -13,7 +13,7 @@ import torch
 
 from hipart import skeleton
 from hipart.camera import normalize_screen_coordinates
-from hipart.checkpoint import CheckpointError, load_checkpoint, model_hash
+from hipart.checkpoint import CheckpointError, bundled_checkpoint, load_checkpoint, model_hash
 from hipart.models.complexity import codebook_entries, stage_costs
 from hipart.models.config import HiPARTConfig
 from hipart.models.hipart import HiPART
@@ -35,8 +35,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Summarise the HiPART model (parameters and FLOPs per stage) and run it once on the "
         "bundled sample pose.",
     )
-    p.add_argument("--checkpoint", type=Path, help="a HiPART checkpoint (.pt); default: random weights")
-    p.add_argument("--config", choices=["paper", "tiny"], default="paper", help="architecture when no checkpoint")
+    p.add_argument("--checkpoint", type=Path, help="a HiPART checkpoint (.pt); default: the bundled model")
+    p.add_argument("--random-weights", choices=["paper", "edge", "tiny"],
+                   help="an untrained model of this architecture instead (shape and speed checks only)")
     p.add_argument("--batch", type=int, default=1, help="batch size of the smoke run (default 1)")
     p.add_argument("--runs", type=int, default=3, help="timed runs of the smoke forward (default 3)")
     p.add_argument("--json", type=Path, help="also write the summary as JSON here")
@@ -50,16 +51,19 @@ def main(argv: list[str] | None = None) -> int:
         print("error: --batch and --runs must be >= 1", file=sys.stderr)
         return 2
     torch.manual_seed(args.seed)
-    if args.checkpoint:
+    ckpt = args.checkpoint or (None if args.random_weights else bundled_checkpoint())
+    if ckpt is not None:
         try:
-            model, meta = load_checkpoint(args.checkpoint)
+            model, meta = load_checkpoint(ckpt)
         except CheckpointError as e:
             print(f"error: {e}", file=sys.stderr)
             return 1
-        source = f"checkpoint {args.checkpoint} (data version {meta.get('data_version')})"
+        source = f"checkpoint {ckpt} (data version {meta.get('data_version')})"
     else:
-        model = HiPART(HiPARTConfig.paper() if args.config == "paper" else HiPARTConfig.tiny()).eval()
-        source = f"{args.config} config, RANDOM weights (untrained: outputs are shape/speed checks only)"
+        arch = args.random_weights or "paper"
+        model = HiPART(getattr(HiPARTConfig, arch)()).eval()
+        why = "" if args.random_weights else " (no bundled checkpoint found)"
+        source = f"{arch} config, RANDOM weights{why} (untrained: outputs are shape/speed checks only)"
     x = load_sample_pose().repeat(args.batch, 1, 1)
 
     costs = stage_costs(model, x[:1])

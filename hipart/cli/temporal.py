@@ -1,4 +1,6 @@
-"""`hipart-temporal`: train, evaluate and benchmark the video (temporal) lifter with H2OT token pruning."""
+"""`hipart-temporal`: train, evaluate and benchmark the video (temporal) lifter with H2OT token pruning.
+
+`hipart-temporal export` (ONNX) is added by export.temporal_cli, the console script's entry point."""
 
 from __future__ import annotations
 
@@ -6,6 +8,7 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -174,17 +177,6 @@ def cache(a: argparse.Namespace) -> int:
     return 0
 
 
-def export(a: argparse.Namespace) -> int:
-    """hipart-temporal export (needs the `export` extra: onnx, onnxruntime, onnxsim)."""
-    from export.temporal_onnx import check_temporal_parity, export_temporal
-
-    model, _ = load_checkpoint(a.checkpoint, expect_kind="temporal")
-    path = export_temporal(model, a.out, allow_dynamic=a.allow_dynamic)
-    rep = check_temporal_parity(path, model)
-    print(f"[export] {path}: onnxruntime vs PyTorch max abs error {rep.max_abs_err['pose3d']:.2e} m")
-    return 0
-
-
 def _data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", type=Path, required=True, help="dataset folder from `hipart-data build`")
     p.add_argument("--generated", type=Path, help="HiPART-generated dense/fine cache .npz (else ground truth + noise)")
@@ -198,7 +190,9 @@ def _data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(extra: Iterable[Callable[[Any], None]] = ()) -> argparse.ArgumentParser:
+    """The train / eval / bench / cache subcommands; each of `extra` is called with the subparsers object to add
+    more (export.temporal_cli adds `export`)."""
     p = argparse.ArgumentParser(prog="hipart-temporal", description="Video lifter over T hierarchical 2D frames "
                                 "with H2OT token pruning (docs/TEMPORAL.md).")  # fmt: skip
     sub = p.add_subparsers(dest="command", required=True)
@@ -251,16 +245,15 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--batch-size", type=int, default=256)
     c.add_argument("--no-progress", action="store_true")
     c.set_defaults(func=cache)
-    x = sub.add_parser("export", help="temporal_lift.onnx with an onnxruntime parity check (TPS+TRI: static)")
-    x.add_argument("--checkpoint", type=Path, required=True)
-    x.add_argument("--out", type=Path, default=Path("artifacts/temporal_lift.onnx"))
-    x.add_argument("--allow-dynamic", action="store_true", help="also TPC/TPA/TPMo (TopK + GatherElements)")
-    x.set_defaults(func=export)
+    for add in extra:
+        add(sub)
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
-    a = build_parser().parse_args(argv)
+def main(argv: list[str] | None = None, parser: argparse.ArgumentParser | None = None) -> int:
+    """Run one subcommand. The `hipart-temporal` console script is export.temporal_cli:main, which passes the
+    parser with the `export` subcommand added (ONNX export lives in the export package, above hipart)."""
+    a = (parser or build_parser()).parse_args(argv)
     data = getattr(a, "data", None)
     if data is not None and not is_dataset_dir(data):
         return 2

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from hipart.data.coarsening import ASSET_PATH, MeshClusters, build_clusters, load_clusters, save_clusters
 from hipart.data.joint_mapping import JointMapping
 
 ANNY_RIG = "cmu_mb"
@@ -372,6 +373,18 @@ def rest_skeleton_approx(template: BodyTemplate, rest: RestBody) -> np.ndarray:
     return X[0]
 
 
+def build_cluster_asset(path: str | Path = ASSET_PATH) -> MeshClusters:
+    """Coarsen the Anny template (mean adult phenotype) and write the asset."""
+    import anny
+
+    tpl = body_template()
+    rest = rest_body(MEAN_PHENOTYPE)
+    joints = rest_skeleton_approx(tpl, rest)
+    cl = build_clusters(rest.vertices, tpl.faces, joints, rest.heads[tpl.bone("Head")])
+    save_clusters(cl, path, anny_version=getattr(anny, "__version__", ""))
+    return cl
+
+
 # ----------------------------------------------------------------------------------------------
 # The mean body as a small committed asset: everything the dataset build needs without anny.
 
@@ -389,8 +402,6 @@ class MeanBody:
 
 def save_mean_body(path: str | Path = MEAN_BODY_PATH) -> Path:
     """Write the mean-body asset from anny + the cluster asset."""
-    from hipart.data.coarsening import load_clusters
-
     tpl = body_template()
     rest = rest_body(MEAN_PHENOTYPE)
     table = point_skinning_table(tpl, rest, load_clusters().averaging_matrix())

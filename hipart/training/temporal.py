@@ -14,6 +14,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm import tqdm
 
 from hipart import skeleton
+from hipart.atomic_write import atomic_path
 from hipart.checkpoint import model_hash
 from hipart.data.dataset import load_manifest, open_arrays
 from hipart.data.sequences import PoseWindows, sparse_inputs, split_rows
@@ -162,10 +163,8 @@ def attach_lifter_features(model: TemporalLifter, data: PoseWindows, cache_dir: 
                 return
     data.features = lifter_feature_table(model, data, progress=progress)
     if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp.npy")
-        np.save(tmp, data.features)
-        tmp.replace(path)
+        with atomic_path(path) as tmp, open(tmp, "wb") as f:
+            np.save(f, data.features)
 
 
 class FrameWiseHiPART(torch.nn.Module):

@@ -9,10 +9,10 @@ import onnx
 import pytest
 import torch
 
-from export import metadata as md
-from export.atomic_write import OutputDirError, ensure_writable_dir
+from calib import onnx_metadata as md
 from export.onnx_export import ExportError, GraphSpec, export_module
 from export.parity import check_parity
+from hipart.atomic_write import OutputDirError, ensure_writable_dir
 from hipart.checkpoint import model_hash
 from tests.export.standin import StandInStep, make_inputs
 

@@ -9,7 +9,7 @@ import onnx
 import pytest
 import torch
 
-from export import metadata as md
+from calib import onnx_metadata as md
 from export.artifacts import (
     ARTIFACTS,
     check_artifact,

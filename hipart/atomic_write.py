@@ -1,4 +1,6 @@
-"""Write files so a reader never sees a half-written artifact: temp name in the same folder, then rename."""
+"""Write files so a reader never sees a half-written file: temp name in the same folder, then rename.
+
+The one implementation of atomic writes for every package (checkpoints, exported artifacts, calibration sets)."""
 
 from __future__ import annotations
 
