@@ -261,31 +261,24 @@ def bench_pipeline(
     """Full video path (decode -> detector -> HiPART -> render + write) on a video; FPS and stage means."""
     import tempfile
 
-    from edge.detectors import create_detector
-    from edge.pipeline import Pipeline
+    from edge.run import RunOptions, build_runtime
     from edge.sample import render_clip
-    from edge.sinks import JsonlSink, VideoSink
-    from edge.sources import open_source
-    from edge.visualize import render_frame
 
     with tempfile.TemporaryDirectory() as tmp:
         if source is None:
             source = str(render_clip(Path(tmp) / "sample_640x480.mp4", frames))
-        src = open_source(source)
-        det = create_detector(detector) if not hasattr(src, "frames") else None
-        threads = max(1, (os.cpu_count() or 2) // 2) if det is not None else None  # as hipart-run does
-        if threads:
-            import torch
-
-            torch.set_num_threads(threads)
-        be = create_backend(backend, loaded.model, artifacts, "auto", loaded.model_hash, threads=threads)
-        sinks = [VideoSink(Path(tmp) / "out.mp4", src.fps or 30), JsonlSink(Path(tmp) / "out.jsonl")]
-        pipe = Pipeline(
-            src, be, det, sinks, lambda it, ema, fps: render_frame(it, ema, fps, loaded.banner), max_frames=frames
+        opts = RunOptions(
+            source=source,
+            backend=backend,
+            artifacts=artifacts,
+            detector=detector,
+            save=str(Path(tmp) / "out.mp4"),
+            poses=[str(Path(tmp) / "out.jsonl")],
+            max_frames=frames,
         )
-        st = pipe.run()
-        if det is not None:
-            det.close()
+        with build_runtime(opts, loaded) as rt:  # what hipart-run builds (threads, detector rule, outputs)
+            st = rt.pipeline().run()
+            det = rt.estimator.detector
     return {
         "source": source
         if not source.startswith(tempfile.gettempdir())

@@ -8,6 +8,7 @@ import os
 import sys
 
 from edge.backends import BACKENDS
+from edge.occlusion import DEFAULT_MIN_CONF
 from edge.run import RunError, RunOptions, run_pipeline, summary
 
 
@@ -38,7 +39,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--poses", action="append", default=[], help="per-frame poses (.jsonl or .npz); repeatable")
     p.add_argument("--show", action="store_true", help="open a window when a display exists")
     p.add_argument("--smooth", action="store_true", help="One-Euro smoothing of the 3D output (causal; off by default)")
-    p.add_argument("--min-conf", type=float, default=0.3, help="joints below this confidence are masked (default 0.3)")
+    p.add_argument(
+        "--min-conf",
+        type=float,
+        default=DEFAULT_MIN_CONF,
+        help=f"joints below this confidence are masked (default {DEFAULT_MIN_CONF})",
+    )
     p.add_argument("--queue-size", type=int, default=4, help="bounded queue length between stages (default 4)")
     p.add_argument(
         "--max-batch-frames",

@@ -12,6 +12,7 @@ import numpy as np
 
 from hipart import skeleton
 
+DEFAULT_MIN_CONF = 0.3  # joints below this confidence are masked (`--min-conf`; every edge default refers here)
 MIN_VISIBLE_JOINTS = 4  # fewer visible joints than this: the person is dropped (reported, not lifted)
 OUT_OF_FRAME_MARGIN = 0.1  # joints further than 10% of the frame size outside it are masked
 

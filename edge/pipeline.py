@@ -21,14 +21,14 @@ from typing import Any
 
 import numpy as np
 
-from edge.backends.base import Backend, Result
+from edge.backends.base import Backend
 from edge.detectors import Detections
-from edge.occlusion import sanitize_keypoints, usable_persons
+from edge.estimator import Estimator, FrameResult, error_status
+from edge.occlusion import DEFAULT_MIN_CONF
 from edge.sinks import Sink
 from edge.smoothing import PoseSmoother
 from edge.sources import Frame, Source, SourceError
 from edge.temporal import TemporalStage
-from hipart.camera import image_coordinates, normalize_screen_coordinates
 
 log = logging.getLogger("hipart.edge")
 
@@ -36,22 +36,16 @@ MAX_CONSECUTIVE_FAILURES = 25
 _END = object()
 
 
-@dataclass
-class Item:
-    """One frame travelling through the stages, collecting results and timings."""
+@dataclass(eq=False)
+class Item(FrameResult):
+    """One frame travelling through the stages: the source frame, its capture time, and its FrameResult fields."""
 
     frame: Frame
     t_in: float  # perf_counter when captured
-    kpts: np.ndarray | None = None  # [P,17,2] pixels (usable persons only)
-    conf: np.ndarray | None = None
-    result: Result | None = None
-    dense_px: np.ndarray | None = None
-    fine_px: np.ndarray | None = None
-    dropped_persons: int = 0
-    batch_frames: int = 1  # frames that shared this frame's HiPART call (dynamic batching)
-    status: str = "ok"
-    temporal: str | None = None  # set when the temporal stage replaced the 3D pose (mode, T, lag)
-    timings: dict[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        f = self.frame
+        self.index, self.timestamp, self.width, self.height = f.index, f.timestamp, f.width, f.height
 
 
 @dataclass
@@ -126,17 +120,21 @@ class _Stage(queue.Queue):
 
 
 class Pipeline:
-    """capture -> detect -> HiPART -> sinks; the pipeline never knows which backend or detector it has."""
+    """capture -> detect -> HiPART -> sinks: threads and queues around an `Estimator`.
+
+    `estimator` is an Estimator, or a backend from which one is built with `detector`, `smoothing`, `min_conf`
+    and `temporal` (those four go to the Estimator, so they must stay unset when an Estimator is given).
+    """
 
     def __init__(
         self,
         source: Source,
-        backend: Backend,
+        estimator: Estimator | Backend,
         detector: Callable[[np.ndarray], Detections] | None = None,
         sinks: list[Sink] | None = None,
         render: Callable[[Item, dict[str, float], float], np.ndarray] | None = None,
         smoothing: PoseSmoother | None = None,
-        min_conf: float = 0.3,
+        min_conf: float | None = None,
         queue_size: int = 4,
         on_frame: Callable[[Item, RunStats], None] | None = None,
         max_frames: int | None = None,
@@ -144,10 +142,14 @@ class Pipeline:
         max_batch_frames: int = 8,
         temporal: TemporalStage | None = None,
     ):
-        self.source, self.backend, self.detector = source, backend, detector
-        self.temporal = temporal
+        if not isinstance(estimator, Estimator):
+            min_conf = DEFAULT_MIN_CONF if min_conf is None else min_conf
+            estimator = Estimator(estimator, detector, temporal, min_conf, smoothing)
+        elif any(v is not None for v in (detector, smoothing, min_conf, temporal)):
+            raise ValueError("an Estimator was given: set detector, smoothing, min_conf and temporal on it")
+        self.source, self.estimator = source, estimator
         self.sinks = sinks or []
-        self.render, self.smoothing, self.min_conf = render, smoothing, min_conf
+        self.render = render
         self.on_frame, self.max_frames, self.max_seconds = on_frame, max_frames, max_seconds
         self.max_batch_frames = max(1, max_batch_frames)
         self.stats = RunStats()
@@ -168,7 +170,7 @@ class Pipeline:
             self.stats.dropped += 1
 
     def _fail(self, item: Item, stage: str, err: Exception) -> None:
-        item.status = f"error: {stage}: {type(err).__name__}: {err}"[:300]
+        item.status = error_status(stage, err)
         with self._lock:
             self._fail_streak += 1
             streak = self._fail_streak
@@ -209,25 +211,18 @@ class Pipeline:
 
     def _detect(self) -> None:
         inp, out = self._q[0], self._q[1]
+        est = self.estimator
         while (item := inp.pop(self._abort)) is not _END:
             f = item.frame
             t0 = time.perf_counter()
             try:
                 if f.status != "ok":
                     item.status = f.status
-                    k, c = np.zeros((0, 17, 2), np.float32), np.zeros((0, 17), np.float32)
                 elif f.keypoints is not None:
-                    k, c = f.keypoints, f.conf if f.conf is not None else np.ones(f.keypoints.shape[:2], np.float32)
-                elif self.detector is not None and f.image is not None:
-                    det = self.detector(f.image)
-                    k, c = det.keypoints, det.conf
-                else:
-                    k, c = np.zeros((0, 17, 2), np.float32), np.zeros((0, 17), np.float32)
-                k, c = sanitize_keypoints(k, c, max(f.width, 1), max(f.height, 1))
-                keep = usable_persons(c, self.min_conf)
-                item.dropped_persons = int((~keep).sum())
-                item.kpts, item.conf = k[keep], c[keep]
-                if self.detector is not None and f.keypoints is None and f.status == "ok":
+                    est.prepare(item, kpts_px=f.keypoints, conf=f.conf)
+                elif est.detector is not None and f.image is not None:
+                    est.prepare(item, image=f.image)
+                if est.detector is not None and f.keypoints is None and f.status == "ok":
                     self._fail_streak = 0
             except Exception as e:  # a detector crash on one frame must not end the run
                 self._fail(item, "detect", e)
@@ -251,75 +246,42 @@ class Pipeline:
                     break
                 items.append(nxt)
             self._lift_batch(items)
-            if self.temporal is not None:
+            if self.estimator.temporal is not None:
                 items = self._temporal(items)
             for item in items:
                 out.push(item, self._abort)
-        if self.temporal is not None:  # seq2seq holds up to T frames: release them at the end
+        if self.estimator.temporal is not None:  # seq2seq holds up to T frames: release them at the end
             for item in self._temporal_end():
                 out.push(item, self._abort)
         out.push(_END, self._abort)
 
     def _temporal(self, items: list[Item]) -> list[Item]:
+        temporal = self.estimator.temporal
         try:
-            return self.temporal.process(items)
+            return temporal.process(items)
         except Exception as e:  # the per-frame 3D stays; the temporal buffer starts over
             for it in items:
                 self._fail(it, "temporal", e)
-            held = self.temporal.drop()  # earlier frames (seq2seq) first, then this batch, each once
+            held = temporal.drop()  # earlier frames (seq2seq) first, then this batch, each once
             return held + [it for it in items if not any(it is h for h in held)]
 
     def _temporal_end(self) -> list[Item]:
+        temporal = self.estimator.temporal
         try:
-            return self.temporal.flush()
+            return temporal.flush()
         except Exception as e:
-            held = self.temporal.drop()
+            held = temporal.drop()
             for it in held:
                 self._fail(it, "temporal", e)
             return held
 
     def _lift_batch(self, items: list[Item]) -> None:
-        t0 = time.perf_counter()
-        todo = [it for it in items if it.kpts is not None and len(it.kpts) and it.status == "ok"]
-        results: dict[int, Result] = {}
-        if todo:
-            try:
-                xs = [
-                    normalize_screen_coordinates(it.kpts, float(it.frame.width), float(it.frame.height)) for it in todo
-                ]
-                res = self.backend.run(np.concatenate(xs), np.concatenate([it.conf for it in todo]))
-                bounds = np.cumsum([0] + [len(it.kpts) for it in todo])
-                for i, it in enumerate(todo):
-                    results[id(it)] = res.slice(int(bounds[i]), int(bounds[i + 1]))
-            except Exception:  # isolate the frame that fails: run them one by one
-                for it in todo:
-                    try:
-                        x = normalize_screen_coordinates(it.kpts, float(it.frame.width), float(it.frame.height))
-                        results[id(it)] = self.backend.run(x, it.conf)
-                    except Exception as e:  # bad input or backend failure on one frame
-                        self._fail(it, "hipart", e)
-        per_item = (time.perf_counter() - t0) * 1e3 / len(items)
-        for item in items:  # in frame order, so smoothing sees time moving forward
-            f = item.frame
-            res = results.get(id(item))
-            if res is not None:
-                try:
-                    if not (np.isfinite(res.pose3d).all() and np.isfinite(res.fine).all()):
-                        raise FloatingPointError("backend returned NaN/inf")
-                    if self.smoothing is not None:
-                        res.pose3d = self.smoothing(res.pose3d, f.timestamp)
-                    w, h = float(f.width), float(f.height)
-                    item.result = res
-                    item.dense_px = image_coordinates(res.dense, w, h)
-                    item.fine_px = image_coordinates(res.fine, w, h)
-                    item.timings.update({f"hipart.{k}": v / len(items) for k, v in res.timings.items() if k != "total"})
-                    self._fail_streak = 0
-                except Exception as e:
-                    self._fail(item, "hipart", e)
-            elif self.smoothing is not None and item.status == "ok":
-                self.smoothing(np.zeros((0, 17, 3), np.float32), f.timestamp)
-            item.timings["hipart"] = per_item
-            item.batch_frames = len(items)
+        errors = self.estimator.lift(items)
+        for item, err in zip(items, errors, strict=True):
+            if err is not None:
+                self._fail(item, "hipart", err)
+            elif item.result is not None:
+                self._fail_streak = 0
 
     # -- the sink stage runs in the caller's thread (GUI windows need the main thread) -----------
     def _emit(self, item: Item) -> None:
@@ -327,7 +289,7 @@ class Pipeline:
         image = self.render(item, dict(self._ema), self._fps()) if self.render is not None else None
         t1 = time.perf_counter()
         item.timings["render"] = (t1 - t0) * 1e3
-        record = frame_record(item)
+        record = item.to_record()
         for s in self.sinks:
             s.write(record, image)
         now = time.perf_counter()
@@ -428,37 +390,3 @@ class Pipeline:
             lat = np.asarray(self._latencies)
             st.latency_ms = {"median": float(np.median(lat)), "p90": float(np.percentile(lat, 90))}
         st.events = list(self.source.events)
-
-
-def _r(a: np.ndarray | None, nd: int) -> list:
-    return [] if a is None else np.round(np.asarray(a, np.float64), nd).tolist()
-
-
-def frame_record(item: Item) -> dict[str, Any]:
-    """The JSON-serialisable record of one frame (the JSONL line; the NPZ journal entry)."""
-    f, res = item.frame, item.result
-    persons = []
-    if res is not None:
-        for p in range(len(res)):
-            persons.append(
-                {
-                    "id": p,
-                    "keypoints_2d": _r(item.kpts[p], 2),
-                    "confidence": _r(item.conf[p], 3),
-                    "dense_2d": _r(item.dense_px[p], 2),
-                    "fine_2d": _r(item.fine_px[p], 2),
-                    "pose_3d": _r(res.pose3d[p], 5),
-                    "tokens": {"sparse": res.q_s[p].tolist(), "dense": res.q_d[p].tolist()},
-                }
-            )
-    return {
-        "frame": f.index,
-        "timestamp": round(float(f.timestamp), 6),
-        "status": item.status,
-        "width": f.width,
-        "height": f.height,
-        "persons": persons,
-        "dropped_persons": item.dropped_persons,
-        "batch_frames": item.batch_frames,
-        "timings_ms": {k: round(v, 3) for k, v in item.timings.items()},
-    } | ({"temporal": item.temporal} if item.temporal else {})

@@ -1,23 +1,26 @@
-"""`hipart-run` as a library call: build source, detector, backend, sinks and run the pipeline."""
+"""`hipart-run` as a library call: one builder (source, Estimator, sinks) for hipart-run, the bench and the soak."""
 
 from __future__ import annotations
 
 import logging
 import os
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TextIO
 
 from edge.backends import BackendError, create_backend
 from edge.backends.registry import resolve_auto
-from edge.detectors import Detector, DetectorError, create_detector
+from edge.detectors import DetectorError, create_detector
+from edge.estimator import Estimator
+from edge.occlusion import DEFAULT_MIN_CONF
 from edge.pipeline import Item, Pipeline, RunStats
 from edge.sinks import Sink, SinkError, open_sink
 from edge.smoothing import PoseSmoother
-from edge.sources import SourceError, open_source
+from edge.sources import Source, SourceError, open_source
 from edge.temporal import TemporalStage, load_temporal
 from edge.visualize import render_frame
-from edge.weights import load_model
+from edge.weights import LoadedModel, load_model
 
 log = logging.getLogger("hipart.edge")
 
@@ -44,7 +47,7 @@ class RunOptions:
     poses: list[str] = field(default_factory=list)
     show: bool = False
     smooth: bool = False
-    min_conf: float = 0.3
+    min_conf: float = DEFAULT_MIN_CONF
     queue_size: int = 4
     max_frames: int | None = None
     loop: bool = False
@@ -94,76 +97,154 @@ class _ShowSink(Sink):
             self.window.show(image)
 
 
-def run_pipeline(opts: RunOptions, out: TextIO | None = None) -> RunStats:
-    """Run `hipart-run` with `opts`; raises RunError when it cannot start, else returns the stats."""
-    out = out or sys.stderr
-    sinks: list[Sink] = []
-    detector: Detector | None = None
+def _silent(msg: str) -> None:
+    """Drop a message (library callers that print nothing)."""
+
+
+def needs_detector(source: Source) -> bool:
+    """The one rule: a source of images needs a 2D detector; a keypoint source brings its own 2D."""
+    return not source.provides_keypoints
+
+
+def build_estimator(
+    opts: RunOptions, loaded: LoadedModel, source: Source | None = None, say: Callable[[str], None] = _silent
+) -> Estimator:
+    """The Estimator of `opts`: backend, a detector when `source` needs one, smoothing / temporal; else RunError."""
     temporal = _temporal_stage(opts)
+    if temporal is not None and temporal.mode == "seq2seq" and source is not None and source.live:
+        raise RunError("--temporal-mode seq2seq needs a file source (it waits for T frames); use causal or centred")
+    name = opts.backend
+    if name == "auto":
+        name, why = resolve_auto(opts.artifacts)
+        say(why)
+    detector = None
+    if source is None or needs_detector(source):
+        try:
+            kw = {"layout": opts.detector_layout} if opts.detector == "onnx" else {}
+            detector = create_detector(opts.detector, opts.detector_model, **kw)
+        except DetectorError as e:
+            raise RunError(str(e)) from None
+    # Detector and HiPART run concurrently: by default HiPART gets half the cores, the detector the rest
+    # (measured on 2 cores: 10.2 FPS with 1 thread each vs 6.5 FPS when both ask for every core).
+    threads = opts.threads or (max(1, (os.cpu_count() or 2) // 2) if detector is not None else None)
+    try:
+        if threads:
+            import torch
+
+            torch.set_num_threads(threads)
+        backend = create_backend(
+            name, loaded.model, opts.artifacts, opts.device, loaded.model_hash, opts.min_conf, threads
+        )
+    except (BackendError, ValueError) as e:
+        if detector is not None:
+            detector.close()
+        raise RunError(str(e)) from None
+    art_hash = getattr(backend, "artifact_hash", None)
+    if art_hash and art_hash != loaded.model_hash:
+        say(
+            f"WARNING: the {backend.name} artifacts were exported from model {art_hash}, but the "
+            f"checkpoint in use is {loaded.model_hash}; 3D output follows the artifacts"
+        )
+    return Estimator(backend, detector, temporal, opts.min_conf, PoseSmoother() if opts.smooth else None)
+
+
+@dataclass
+class Runtime:
+    """What a run is built from: the source, the Estimator, the sinks and the weights; closable."""
+
+    opts: RunOptions
+    source: Source
+    estimator: Estimator
+    sinks: list[Sink]
+    loaded: LoadedModel
+
+    def pipeline(
+        self,
+        on_frame: Callable[[Item, RunStats], None] | None = None,
+        extra_sinks: list[Sink] | None = None,
+        draw: bool | None = None,
+    ) -> Pipeline:
+        """The Pipeline over these parts; frames are rendered when `draw` (default: a video is saved)."""
+        o, banner = self.opts, self.loaded.banner
+        draw = bool(o.save) if draw is None else draw
+
+        def render(item: Item, ema: dict[str, float], fps: float) -> object:
+            """Render one pipeline item to the output frame."""
+            return render_frame(item, ema, fps, banner)
+
+        return Pipeline(
+            self.source,
+            self.estimator,
+            sinks=self.sinks + list(extra_sinks or []),
+            render=render if draw else None,
+            queue_size=o.queue_size,
+            on_frame=on_frame,
+            max_frames=o.max_frames,
+            max_seconds=o.duration,
+            max_batch_frames=o.max_batch_frames,
+        )
+
+    def close(self) -> None:
+        """Close sinks (the pipeline closes them too; this covers failures before it ran), Estimator and source."""
+        try:
+            _close_sinks(self.sinks)
+            self.estimator.close()
+        finally:
+            self.source.close()
+
+    def __enter__(self) -> Runtime:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def build_runtime(opts: RunOptions, loaded: LoadedModel | None = None, say: Callable[[str], None] = _silent) -> Runtime:
+    """Source, sinks, weights (unless `loaded` is given) and Estimator for `opts`; RunError when it cannot start."""
     try:
         source = open_source(opts.source, opts.keypoint_format, loop=opts.loop)
     except SourceError as e:
         raise RunError(str(e)) from None
+    sinks: list[Sink] = []
     try:
-        if temporal is not None and temporal.mode == "seq2seq" and source.live:
-            raise RunError("--temporal-mode seq2seq needs a file source (it waits for T frames); use causal or centred")
         try:
             for path in ([opts.save] if opts.save else []) + list(opts.poses):
                 sinks.append(open_sink(path, fps=source.fps or 30.0))
         except SinkError as e:
             raise RunError(str(e)) from None
-        needs_detector = not (hasattr(source, "frames") and getattr(source, "format", None))
-        if needs_detector:
+        if loaded is None:
             try:
-                kw = {"layout": opts.detector_layout} if opts.detector == "onnx" else {}
-                detector = create_detector(opts.detector, opts.detector_model, **kw)
-            except DetectorError as e:
-                raise RunError(str(e)) from None
-        try:
-            loaded = load_model(opts.checkpoint, opts.config)
-        except Exception as e:  # CheckpointError and friends: one line for the user
-            raise RunError(f"cannot load the model: {e}") from None
+                loaded = load_model(opts.checkpoint, opts.config)
+            except Exception as e:  # CheckpointError and friends: one line for the user
+                raise RunError(f"cannot load the model: {e}") from None
         if loaded.banner:
             bar = "!" * len(loaded.banner)
-            _say(out, f"{bar}\n{loaded.banner}\n{bar}")
-        name = opts.backend
-        if name == "auto":
-            name, why = resolve_auto(opts.artifacts)
-            _say(out, why)
-        # Detector and HiPART run concurrently: by default HiPART gets half the cores, the detector the rest
-        # (measured on 2 cores: 10.2 FPS with 1 thread each vs 6.5 FPS when both ask for every core).
-        threads = opts.threads or (max(1, (os.cpu_count() or 2) // 2) if needs_detector else None)
-        if threads:
-            import torch
+            say(f"{bar}\n{loaded.banner}\n{bar}")
+        estimator = build_estimator(opts, loaded, source, say)
+    except BaseException:
+        _close_sinks(sinks)
+        source.close()
+        raise
+    return Runtime(opts, source, estimator, sinks, loaded)
 
-            torch.set_num_threads(threads)
+
+def _close_sinks(sinks: list[Sink]) -> None:
+    for s in sinks:
         try:
-            backend = create_backend(
-                name, loaded.model, opts.artifacts, opts.device, loaded.model_hash, opts.min_conf, threads
-            )
-        except (BackendError, ValueError) as e:
-            raise RunError(str(e)) from None
-        art_hash = getattr(backend, "artifact_hash", None)
-        if art_hash and art_hash != loaded.model_hash:
-            _say(
-                out,
-                f"WARNING: the {backend.name} artifacts were exported from model {art_hash}, but the "
-                f"checkpoint in use is {loaded.model_hash}; 3D output follows the artifacts",
-            )
+            s.close()
+        except Exception:
+            pass
+
+
+def run_pipeline(opts: RunOptions, out: TextIO | None = None) -> RunStats:
+    """Run `hipart-run` with `opts`; raises RunError when it cannot start, else returns the stats."""
+    out = out or sys.stderr
+    with build_runtime(opts, say=lambda msg: _say(out, msg)) as rt:
         window = _Window(out) if opts.show else None
-        if window is not None and window.ok:
-            sinks.append(_ShowSink(window))
-        draw = bool(opts.save) or (window is not None and window.ok)
-        banner = loaded.banner
-
-        def render(item: Item, ema: dict, fps: float) -> object:
-            """Render one pipeline item to the output frame."""
-            return render_frame(item, ema, fps, banner)
-
-        total = source.total
+        shown = [_ShowSink(window)] if window is not None and window.ok else []
+        total = rt.source.total
         if opts.max_frames is not None:
             total = min(total or opts.max_frames, opts.max_frames)
-
         tty = out.isatty()
         every = 10 if tty else max(30, (total or 300) // 10)
 
@@ -172,51 +253,28 @@ def run_pipeline(opts: RunOptions, out: TextIO | None = None) -> RunStats:
             if opts.quiet or (st.frames_out % every and st.frames_out != total):
                 return
             of = f"/{total}" if total else ""
-            n = 0 if item.result is None else len(item.result)
             line = (
-                f"frame {st.frames_out}{of}  persons {n}  dropped {st.dropped}  "
+                f"frame {st.frames_out}{of}  persons {len(item)}  dropped {st.dropped}  "
                 f"hipart {item.timings.get('hipart', 0):6.1f} ms  {pipe._fps():5.1f} FPS"
             )
             print("\r" + line if tty else line, end="" if tty else "\n", file=out, flush=True)
 
+        src, est = rt.source, rt.estimator
         _say(
             out,
-            f"source: {source.name} ({'live' if source.live else 'file'}"
-            f"{f', {source.total} frames' if source.total else ''})  backend: {backend.name} on {backend.device}  "
-            f"model: {loaded.source} [{loaded.model_hash}]  detector: "
-            f"{detector.name if detector else 'none (pre-extracted keypoints)'}",
+            f"source: {src.name} ({'live' if src.live else 'file'}{f', {src.total} frames' if src.total else ''})  "
+            f"backend: {est.backend.name} on {est.backend.device}  model: {rt.loaded.source} "
+            f"[{rt.loaded.model_hash}]  detector: "
+            f"{est.detector.name if est.detector else 'none (pre-extracted keypoints)'}",
         )
-        if temporal is not None:
-            _say(out, f"{temporal.label} (model {opts.temporal})")
-        pipe = Pipeline(
-            source,
-            backend,
-            detector,
-            sinks,
-            render if draw else None,
-            PoseSmoother() if opts.smooth else None,
-            opts.min_conf,
-            opts.queue_size,
-            progress,
-            opts.max_frames,
-            opts.duration,
-            opts.max_batch_frames,
-            temporal,
-        )
+        if est.temporal is not None:
+            _say(out, f"{est.temporal.label} (model {opts.temporal})")
+        pipe = rt.pipeline(progress, shown, draw=bool(opts.save or shown))
         stats = pipe.run()
-        stats.banner = loaded.banner
+        stats.banner = rt.loaded.banner
         if not opts.quiet and tty:
             print(file=out)
         return stats
-    finally:
-        for s in sinks:  # the pipeline closes them; this covers failures before it started
-            try:
-                s.close()
-            except Exception:
-                pass
-        if detector is not None:
-            detector.close()
-        source.close()
 
 
 def _temporal_stage(opts: RunOptions) -> TemporalStage | None:

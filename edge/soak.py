@@ -32,16 +32,9 @@ def soak(
     sample_every_s: float = 10.0,
 ) -> dict[str, Any]:
     """Run the looped pipeline for `seconds` (outputs to a temp dir) and return the memory report."""
-    from edge.backends import create_backend
-    from edge.detectors import create_detector
-    from edge.pipeline import Pipeline
+    from edge.run import RunOptions, build_runtime
     from edge.sample import render_clip
-    from edge.sinks import JsonlSink, VideoSink
-    from edge.sources import open_source
-    from edge.visualize import render_frame
-    from edge.weights import load_model
 
-    loaded = load_model(checkpoint, config)
     samples: list[tuple[float, float]] = []
     t0 = time.perf_counter()
     last = [0.0]
@@ -55,22 +48,21 @@ def soak(
             print(f"{now:6.0f} s  frames {st.frames_out}  RSS {samples[-1][1]:.1f} MiB", file=sys.stderr, flush=True)
 
     with tempfile.TemporaryDirectory() as tmp:
-        src_path = source or str(render_clip(Path(tmp) / "clip.mp4", 90))
-        src = open_source(src_path, loop=True)
-        be = create_backend(backend, loaded.model, artifacts, "auto", loaded.model_hash)
-        det = create_detector(detector)
-        sinks = [VideoSink(Path(tmp) / "out.mp4", 30), JsonlSink(Path(tmp) / "out.jsonl")]
-        pipe = Pipeline(
-            src,
-            be,
-            det,
-            sinks,
-            lambda it, e, f: render_frame(it, e, f, loaded.banner),
-            on_frame=on_frame,
-            max_seconds=seconds,
+        opts = RunOptions(
+            source=source or str(render_clip(Path(tmp) / "clip.mp4", 90)),
+            backend=backend,
+            artifacts=artifacts,
+            checkpoint=checkpoint,
+            config=config,
+            detector=detector,
+            save=str(Path(tmp) / "out.mp4"),
+            poses=[str(Path(tmp) / "out.jsonl")],
+            loop=True,
+            duration=seconds,
         )
-        st = pipe.run()
-        det.close()
+        with build_runtime(opts) as rt:  # what hipart-run builds (threads, detector rule, outputs)
+            st = rt.pipeline(on_frame).run()
+            model, has_detector = rt.loaded.source, rt.estimator.detector is not None
         out_mb = (Path(tmp) / "out.jsonl").stat().st_size / 2**20
     after = [(t, m) for t, m in samples if t >= warmup_s] or samples
     ts, ms = np.array([t for t, _ in after]), np.array([m for _, m in after])
@@ -80,8 +72,8 @@ def soak(
         "frames": st.frames_out,
         "fps": round(st.fps, 2),
         "backend": backend,
-        "detector": detector,
-        "model": loaded.source,
+        "detector": detector if has_detector else "none",
+        "model": model,
         "rss_after_warmup_mib": round(float(ms[0]), 1) if len(ms) else None,
         "rss_end_mib": round(float(ms[-1]), 1) if len(ms) else None,
         "rss_max_mib": round(float(ms.max()), 1) if len(ms) else None,

@@ -55,6 +55,7 @@ class Source:
     """Base class: `read() -> Frame | None` (None = end of stream); iterable; closable."""
 
     live = False
+    provides_keypoints = False  # frames carry 2D keypoints, so no detector is needed
     fps: float | None = None
     total: int | None = None  # number of frames when known
 
@@ -289,6 +290,8 @@ class KeypointSource(Source):
     `width`, `height`, `fps`, `format` ('coco17' | 'h36m17'). json: {"width", "height", "fps", "format",
     "frames": [{"keypoints": [[[x, y(, score)] x17] per person], "conf": ...}]}.
     """
+
+    provides_keypoints = True
 
     def __init__(self, path: str | os.PathLike, keypoint_format: str | None = None, loop: bool = False):
         super().__init__(str(path))

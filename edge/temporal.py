@@ -21,9 +21,9 @@ from collections.abc import Iterable
 import numpy as np
 import torch
 
-from edge.occlusion import mask_low_confidence
+from edge.estimator import FrameResult, lift_input
+from edge.occlusion import DEFAULT_MIN_CONF
 from hipart import skeleton
-from hipart.camera import normalize_screen_coordinates
 from hipart.checkpoint import CheckpointError, bundled_temporal_checkpoint, load_checkpoint
 from hipart.models.temporal import TemporalLifter
 
@@ -43,7 +43,9 @@ def load_temporal(path: str | os.PathLike) -> TemporalLifter:
 class TemporalStage:
     """Temporal lifting of the pipeline's items, in frame order; see the module docstring for the modes."""
 
-    def __init__(self, model: TemporalLifter, mode: str = "causal", min_conf: float = 0.3, max_gap_s: float = 0.5):
+    def __init__(
+        self, model: TemporalLifter, mode: str = "causal", min_conf: float = DEFAULT_MIN_CONF, max_gap_s: float = 0.5
+    ):
         if mode not in MODES:
             raise ValueError(f"temporal mode must be one of {MODES}, got {mode!r}")
         self.model, self.mode, self.min_conf, self.max_gap_s = model.eval(), mode, min_conf, max_gap_s
@@ -66,13 +68,16 @@ class TemporalStage:
         self._t: float | None = None
 
     # -- one frame -------------------------------------------------------------------------------------
-    def frame_input(self, kpts_px: np.ndarray, conf: np.ndarray, dense: np.ndarray, fine: np.ndarray,
-                    width: float, height: float) -> np.ndarray:  # fmt: skip
-        """Per-frame model input [P, N, 2]: masked normalised x_s (as the HiPART backend saw it) + dense + fine."""
-        x_s = mask_low_confidence(normalize_screen_coordinates(kpts_px, width, height), conf, self.min_conf)
+    def hierarchical_input(self, x_s: np.ndarray, dense: np.ndarray, fine: np.ndarray) -> np.ndarray:
+        """Per-frame model input [P, N, 2] from the Estimator's x_s (normalised, masked) + dense + fine (normalised)."""
         if self.model.config.num_points == skeleton.NUM_JOINTS:
             return x_s.astype(np.float32)
         return np.concatenate([x_s, dense, fine], 1).astype(np.float32)
+
+    def frame_input(self, kpts_px: np.ndarray, conf: np.ndarray, dense: np.ndarray, fine: np.ndarray,
+                    width: float, height: float) -> np.ndarray:  # fmt: skip
+        """`hierarchical_input` for pixel keypoints: x_s made by the Estimator's input policy (`lift_input`)."""
+        return self.hierarchical_input(lift_input(kpts_px, conf, width, height, self.min_conf), dense, fine)
 
     def _continues(self, persons: int, t: float) -> bool:
         return (self._x is not None and self._x.shape[0] == persons and self._t is not None
@@ -104,15 +109,16 @@ class TemporalStage:
         return [out[:, i] for i in range(n)]
 
     # -- pipeline hook ------------------------------------------------------------------------------------
-    def _x_of(self, item) -> np.ndarray | None:
+    def _x_of(self, item: FrameResult) -> np.ndarray | None:
         res = item.result
         if res is None or item.status != "ok" or len(res) == 0:
             return None
-        f = item.frame
-        return self.frame_input(item.kpts, item.conf, res.dense, res.fine, float(f.width), float(f.height))
+        if len(item.x_s) == len(res):  # the Estimator's x_s: what the HiPART backend saw
+            return self.hierarchical_input(item.x_s, res.dense, res.fine)
+        return self.frame_input(item.kpts, item.conf, res.dense, res.fine, item.width, item.height)  # built by hand
 
-    def process(self, items: Iterable) -> list:
-        """Pipeline items in frame order -> the items whose 3D poses are final (all of them, except seq2seq's held)."""
+    def process(self, items: Iterable[FrameResult]) -> list[FrameResult]:
+        """FrameResults (pipeline items) in frame order -> those whose 3D is final (all, except seq2seq's held)."""
         ready = []
         for item in items:
             t0 = time.perf_counter()
@@ -123,26 +129,26 @@ class TemporalStage:
                 self.reset()
                 ready.append(item)
             else:
-                item.result.pose3d = self.step(x, float(item.frame.timestamp))
+                item.result.pose3d = self.step(x, float(item.timestamp))
                 item.temporal = self.label
                 ready.append(item)
             item.timings["temporal"] = (time.perf_counter() - t0) * 1e3
         return ready
 
-    def _seq2seq(self, item, x: np.ndarray | None) -> list:
+    def _seq2seq(self, item: FrameResult, x: np.ndarray | None) -> list[FrameResult]:
         out = []
-        if self._held and (x is None or not self._continues(x.shape[0], float(item.frame.timestamp))):
+        if self._held and (x is None or not self._continues(x.shape[0], float(item.timestamp))):
             out += self.flush()
         if x is None:
             return out + [item]
         self._held.append((item, x))
         self._x = np.zeros((x.shape[0], 0))  # only the person count and time matter for continuity here
-        self._t = float(item.frame.timestamp)
+        self._t = float(item.timestamp)
         if len(self._held) == self.frames:
             out += self.flush()
         return out
 
-    def flush(self) -> list:
+    def flush(self) -> list[FrameResult]:
         """seq2seq: lift and release the held items (end of stream or a break in it); others: nothing held."""
         held, self._held = self._held, []
         if held:
@@ -153,7 +159,7 @@ class TemporalStage:
         self.reset()
         return [item for item, _ in held]
 
-    def drop(self) -> list:
+    def drop(self) -> list[FrameResult]:
         """Release the held items unchanged (their per-frame 3D) and reset: used after a failure."""
         held, self._held = self._held, []
         self.reset()

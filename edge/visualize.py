@@ -12,6 +12,7 @@ import math
 
 import numpy as np
 
+from edge.occlusion import DEFAULT_MIN_CONF
 from hipart import skeleton
 
 RIGHT, LEFT, CENTRE = (60, 60, 230), (230, 140, 40), (200, 200, 200)
@@ -33,7 +34,7 @@ def draw_overlay(
     conf: np.ndarray | None = None,
     dense: np.ndarray | None = None,
     fine: np.ndarray | None = None,
-    min_conf: float = 0.3,
+    min_conf: float = DEFAULT_MIN_CONF,
 ) -> np.ndarray:
     """Draw one person's sparse skeleton (+ dense and fine points) in pixels onto image, in place."""
     import cv2
@@ -133,7 +134,7 @@ def render_frame(item: object, stage_ms: dict[str, float], fps: float, banner: s
     poses = np.zeros((0, 17, 3), np.float32)
     if res is not None:
         for p in range(len(res)):
-            draw_overlay(canvas, item.kpts[p], item.conf[p], item.dense_px[p], item.fine_px[p])  # type: ignore[attr-defined]
+            draw_overlay(canvas, item.kpts[p], item.conf[p], item.dense[p], item.fine[p])  # type: ignore[attr-defined]
         poses = res.pose3d
     shown = {k: v for k, v in stage_ms.items() if k in ("detect", "hipart", "render", "write")}
     status = item.status  # type: ignore[attr-defined]

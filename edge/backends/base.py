@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from edge.occlusion import mask_low_confidence
+from edge.occlusion import DEFAULT_MIN_CONF, mask_low_confidence
 from hipart import skeleton
 
 
@@ -64,16 +64,25 @@ class Result:
         )
 
 
+def _check_poses(x: np.ndarray, name: str) -> np.ndarray:
+    """x as float32 [B,17,2]; ValueError naming `name` otherwise."""
+    x = np.asarray(x, dtype=np.float32)
+    if x.ndim != 3 or x.shape[1:] != (skeleton.NUM_JOINTS, 2):
+        raise ValueError(f"{name} must have shape [B, 17, 2], got {list(x.shape)}")
+    return x
+
+
 class Backend:
-    """Base class: validates and masks inputs, times the call, delegates to `_infer`.
+    """Base class: a pure model adapter (`infer`) plus the `run` convenience that applies the input policy first.
 
     Subclasses implement `_infer(x_s[B,17,2] float32) -> Result` and may set `name`, `device`.
-    The pipeline only ever calls `run` (or the object itself), so backends are interchangeable.
+    `edge.estimator.Estimator` calls `infer` on the normalised, already-masked input, so backends are
+    interchangeable and never mask twice.
     """
 
     name = "base"
 
-    def __init__(self, model_hash: str = "unknown", min_conf: float = 0.3):
+    def __init__(self, model_hash: str = "unknown", min_conf: float = DEFAULT_MIN_CONF):
         self.model_hash = model_hash
         self.min_conf = min_conf
         self.device = "cpu"
@@ -83,11 +92,19 @@ class Backend:
         """(True, '') when this backend can run here, else (False, reason)."""
         return True, ""
 
+    def infer(self, x_s: np.ndarray) -> Result:
+        """Pure model call: x_s [B,17,2] normalised and already masked -> Result (B = 0 allowed); no masking here."""
+        x = _check_poses(x_s, "x_s")
+        if x.shape[0] == 0:
+            return Result.empty()
+        t0 = time.perf_counter()
+        res = self._infer(np.ascontiguousarray(x))
+        res.timings = {**res.timings, "total": (time.perf_counter() - t0) * 1e3}
+        return res
+
     def run(self, kpts2d: np.ndarray, conf: np.ndarray | None = None) -> Result:
-        """kpts2d [B,17,2] normalised, conf [B,17] in [0,1] -> Result (B = 0 allowed)."""
-        x = np.asarray(kpts2d, dtype=np.float32)
-        if x.ndim != 3 or x.shape[1:] != (skeleton.NUM_JOINTS, 2):
-            raise ValueError(f"kpts2d must have shape [B, 17, 2], got {list(x.shape)}")
+        """kpts2d [B,17,2] normalised, conf [B,17] in [0,1]: mask low-confidence joints, then `infer`."""
+        x = _check_poses(kpts2d, "kpts2d")
         if conf is None:
             conf = np.ones(x.shape[:2], np.float32)
         conf = np.asarray(conf, dtype=np.float32)
@@ -98,7 +115,7 @@ class Backend:
         t0 = time.perf_counter()
         x = mask_low_confidence(x, conf, self.min_conf)
         t1 = time.perf_counter()
-        res = self._infer(np.ascontiguousarray(x))
+        res = self.infer(x)
         res.timings = {"mask": (t1 - t0) * 1e3, **res.timings, "total": (time.perf_counter() - t0) * 1e3}
         return res
 

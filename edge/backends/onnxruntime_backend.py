@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from edge.backends.base import Backend, BackendError, BackendUnavailable, Result
+from edge.occlusion import DEFAULT_MIN_CONF
 
 # Output names of the artifacts (ARCHITECTURE.md §5); aliases accepted so either naming works.
 _ALIASES = {
@@ -55,7 +56,7 @@ class OnnxRuntimeBackend(Backend):
         device: str = "cpu",
         threads: int | None = None,
         model_hash: str = "unknown",
-        min_conf: float = 0.3,
+        min_conf: float = DEFAULT_MIN_CONF,
     ):
         super().__init__(model_hash, min_conf)
         ort = _import_ort()

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from edge.backends.base import Backend, BackendError, BackendUnavailable
+from edge.occlusion import DEFAULT_MIN_CONF
 
 BACKENDS = ("torch", "onnxruntime", "triton", "tensorrt")
 # Fastest first: what `auto` tries. Engines beat fused kernels beat ORT beat eager torch.
@@ -81,7 +82,7 @@ def create_backend(
     artifacts: str | os.PathLike | None = None,
     device: str = "auto",
     model_hash: str = "unknown",
-    min_conf: float = 0.3,
+    min_conf: float = DEFAULT_MIN_CONF,
     threads: int | None = None,
     precision: str | None = None,
 ) -> Backend:

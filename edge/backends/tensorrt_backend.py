@@ -17,6 +17,7 @@ import numpy as np
 
 from edge.backends.base import Backend, BackendError, BackendUnavailable, Result
 from edge.backends.onnxruntime_backend import _ALIASES
+from edge.occlusion import DEFAULT_MIN_CONF
 
 
 def _import_trt() -> Any:
@@ -227,7 +228,7 @@ class TensorRTBackend(Backend):
         self,
         engine: str | os.PathLike,
         model_hash: str = "unknown",
-        min_conf: float = 0.3,
+        min_conf: float = DEFAULT_MIN_CONF,
         precision: str | None = None,
     ):
         super().__init__(model_hash, min_conf)

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from edge.backends.base import Backend, BackendUnavailable, Result
+from edge.occlusion import DEFAULT_MIN_CONF
 
 
 def _sync(device: torch.device) -> None:
@@ -21,7 +22,13 @@ class TorchBackend(Backend):
 
     name = "torch"
 
-    def __init__(self, model: torch.nn.Module, device: str = "cpu", model_hash: str = "unknown", min_conf: float = 0.3):
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        device: str = "cpu",
+        model_hash: str = "unknown",
+        min_conf: float = DEFAULT_MIN_CONF,
+    ):
         super().__init__(model_hash, min_conf)
         if device.startswith("cuda") and not torch.cuda.is_available():
             raise BackendUnavailable("torch backend: CUDA requested but torch.cuda.is_available() is False")

@@ -14,6 +14,7 @@ import torch
 
 from edge.backends.base import BackendUnavailable
 from edge.backends.torch_backend import TorchBackend
+from edge.occlusion import DEFAULT_MIN_CONF
 
 
 def _interpreting() -> bool:
@@ -53,7 +54,11 @@ class TritonBackend(TorchBackend):
         return False, "triton backend: needs a CUDA GPU (torch.cuda.is_available() is False)"
 
     def __init__(
-        self, model: torch.nn.Module, device: str | None = None, model_hash: str = "unknown", min_conf: float = 0.3
+        self,
+        model: torch.nn.Module,
+        device: str | None = None,
+        model_hash: str = "unknown",
+        min_conf: float = DEFAULT_MIN_CONF,
     ):
         ok, why = self.availability()
         if not ok:

@@ -112,14 +112,15 @@ def test_corrupt_frame_keeps_the_count(tmp_path, walk_px, torch_backend):
 
 
 class _SlowBackend:
-    """Wraps a backend and sleeps `delay` per pose (batching does not make it faster), so sources outrun it."""
+    """Wraps a backend's pure `infer` and sleeps `delay` per pose (batching does not make it faster), so sources
+    outrun it."""
 
     def __init__(self, inner, delay):
         self.inner, self.delay = inner, delay
 
-    def run(self, x, conf=None):
-        time.sleep(self.delay * len(x))
-        return self.inner.run(x, conf)
+    def infer(self, x_s):
+        time.sleep(self.delay * len(x_s))
+        return self.inner.infer(x_s)
 
 
 class _FastLive(Source):
