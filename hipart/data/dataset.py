@@ -149,6 +149,17 @@ class InMemorySplit(Dataset):
             self.t[name] = torch.as_tensor(np.asarray(v))
         return self
 
+    def subset(self, idx: np.ndarray) -> InMemorySplit:
+        """A view holding only the samples at positions `idx` (same input mode and noise stream)."""
+        out = object.__new__(InMemorySplit)
+        out.__dict__.update(self.__dict__)
+        ti = torch.as_tensor(np.asarray(idx, np.int64))
+        out.t = {k: v[ti] for k, v in self.t.items()}
+        out.xs_px = self.xs_px[np.asarray(idx)]
+        if self.input_2d == "det":
+            out.det, out.det_conf = self.det[ti], self.det_conf[ti]
+        return out
+
     def set_epoch(self, epoch: int) -> None:
         """Change the random stream of the noisy input (same batch + epoch = same draw)."""
         self.epoch = int(epoch)
