@@ -37,6 +37,7 @@ CANDIDATES = {
     "mlp-hier-1024x3": ("hierarchy", dict(kind="mlp", dim=32, width=1024, blocks=3), 256),
     "mlp-hier-512x2": ("hierarchy", dict(kind="mlp", dim=32, width=512, blocks=2), 256),
     "mlp-sparse-1024x3": ("sparse", dict(kind="mlp", dim=32, width=1024, blocks=3), 256),
+    "mlp-sparse-512x2": ("sparse", dict(kind="mlp", dim=32, width=512, blocks=2), 256),
     "mlp-dense-1024x3": ("dense", dict(kind="mlp", dim=32, width=1024, blocks=3), 256),
     "transformer-hier-64x4": ("hierarchy", dict(dim=64, blocks=4, heads=4), 64),
     "transformer-hier-paper": ("hierarchy", dict(), 64),
@@ -122,6 +123,7 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--cache", type=Path, default=Path("runs/cache"))
     p.add_argument("--save-dir", type=Path, help="write each candidate's lifter.pt here")
+    p.add_argument("--cache-only", action="store_true", help="build the generated-pose caches and stop")
     p.add_argument("--out", type=Path)
     p.add_argument("--plot", type=Path)
     a = p.parse_args()
@@ -132,6 +134,8 @@ def main() -> None:
     train = cached_split(a.data, "train", a.subsample, model, a.cache, tag)
     val = cached_split(a.data, "val", a.eval_subsample, model, a.cache, tag)
     test = cached_split(a.data, "test", a.eval_subsample, model, a.cache, tag)
+    if a.cache_only:
+        return
     gen_flops = sum(c.flops for c in stage_costs(model) if c.in_inference and "Lifter" not in c.stage)
     out = json.loads(a.out.read_text()) if a.out and a.out.exists() else {"rows": {}}
     out.update(checkpoint=str(ckpt), minutes=a.minutes, threads=a.threads, train_samples=len(train),

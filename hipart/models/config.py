@@ -131,7 +131,7 @@ class HiPARTConfig:
     def edge(cls, lifter_input: str = "hierarchy") -> HiPARTConfig:
         """The bundled default: the paper's tokenizer and generator, a residual-MLP lifter (docs/MODEL.md)."""
         n = LIFTER_POINTS[lifter_input]
-        return cls(lifter=LifterConfig(num_points=n, kind="mlp", dim=32, width=1024, blocks=3, dropout=0.1),
+        return cls(lifter=LifterConfig(num_points=n, kind="mlp", dim=32, width=512, blocks=2, dropout=0.1),
                    lifter_input=lifter_input)
 
     @classmethod
