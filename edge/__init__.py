@@ -1,4 +1,4 @@
-"""hipart-edge: edge room (see docs/ and ARCHITECTURE.md §8); `from edge import Estimator` is the Python API."""
+"""hipart-edge: edge room (see docs/ and docs/ARCHITECTURE.md §8); `from edge import Estimator` is the Python API."""
 
 from __future__ import annotations
 

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from edge.backends import BACKENDS, Backend, BackendError, create_backend
-from edge.backends.registry import availability
+from edge.backends.registry import availability, expected_model
 
 
 @dataclass
@@ -156,6 +156,42 @@ def _cpu_name() -> str:
     return platform.processor() or "unknown"
 
 
+def needs_onnx_export(folder: str | Path, loaded: Any) -> str | None:
+    """Why `folder` has no hipart.onnx to benchmark (so one may be exported there), or None when it has one."""
+    # A folder whose manifest names another model, or whose manifest is unreadable, is never overwritten:
+    # None, and the onnxruntime backend reports the error.
+    from export.manifest import ManifestError, ManifestMissing, load_manifest
+
+    root = Path(folder)
+    try:
+        man = load_manifest(root)
+    except ManifestMissing:
+        legacy = (root / "hipart.onnx").is_file() or all((root / f"{n}.onnx").is_file() for n in ("densify", "lift"))
+        return None if legacy else f"no manifest.json or hipart.onnx in {root}"
+    except ManifestError:
+        return None
+    entries = man.select("hipart", "fp32", "onnx")
+    if not entries:
+        if man.select("densify", "fp32", "onnx") and man.select("lift", "fp32", "onnx"):
+            return None
+        return f"{man.path} lists no hipart fp32 onnx"
+    expected = expected_model(loaded)
+    if expected is not None and entries[0].model_hash != expected.model_hash:
+        return None
+    return None if (root / entries[0].file).is_file() else f"{root / entries[0].file} is missing"
+
+
+def export_onnx_for_bench(loaded: Any, folder: str | Path, log: Any = None) -> Path:
+    """ONNX-only export of the loaded model's hipart.onnx into `folder` (with its manifest); returns the manifest."""
+    from export.pipeline import Options, run
+
+    opts = Options(out=Path(folder), artifacts=("hipart",), onnx_only=True)
+    res = run(opts, log=log or (lambda m: None), model=(loaded.model, loaded.source))
+    if res.exit_code:
+        raise BackendError(f"ONNX export into {folder} failed (exit {res.exit_code}): {res.rows}")
+    return Path(folder) / "manifest.json"
+
+
 def run_bench(
     loaded: Any,
     backends: list[str],
@@ -174,17 +210,19 @@ def run_bench(
     report = BenchReport(env=environment(loaded.model_hash, peak))
     gflop = {b: model_gflop(loaded.model, b) for b in batches}
     built: dict[str, Backend] = {}
+    expected = expected_model(loaded)  # artifacts must have been exported from the model being compared
     for name in backends:
         if name not in BACKENDS:
             raise ValueError(f"unknown backend {name!r}; choose from {', '.join(BACKENDS)}")
-        ok, why = availability(name, artifacts)
+        ok, why = availability(name, artifacts, expected, precision)
         if not ok:
             report.skipped[name] = why
             continue
         try:
             built[name] = create_backend(
-                name, loaded.model, artifacts, device, loaded.model_hash, threads=threads, precision=precision
-            )
+                name, loaded.model, artifacts, device, loaded.model_hash, threads=threads, precision=precision,
+                expected=expected,
+            )  # fmt: skip
         except BackendError as e:
             report.skipped[name] = str(e)
     for batch in batches:

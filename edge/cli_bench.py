@@ -23,18 +23,25 @@ def _ints(s: str) -> list[int]:
 def build_parser() -> argparse.ArgumentParser:
     """The hipart-bench argument parser."""
     p = argparse.ArgumentParser(prog="hipart-bench", description="Benchmark HiPART backends side by side.")
-    p.add_argument("--backends", default="torch,onnxruntime", help=f"comma list from {','.join(BACKENDS)} or 'all'")
+    p.add_argument("--backends", default="all",
+                   help=f"comma list from {','.join(BACKENDS)} or 'all' (default: every backend; those that cannot "
+                   "run here are listed with the reason)")
     p.add_argument("--batch", type=_ints, default=[1, 8, 64], help="batch sizes, e.g. 1,8,64,256 (default 1,8,64)")
     p.add_argument(
         "--precision",
-        default="fp32",
-        choices=["fp32", "fp16", "int8"],
-        help="engine precision for tensorrt (CPU backends run fp32)",
+        default="auto",
+        choices=["auto", "fp32", "fp16", "int8"],
+        help="engine precision for tensorrt (default auto: the manifest's fp16, else int8, else fp32 engine for this "
+        "GPU); CPU backends run fp32",
     )
     p.add_argument("--iters", type=int, default=50, help="timed calls per cell (default 50)")
     p.add_argument("--warmup", type=int, default=5, help="untimed warm-up calls (default 5)")
     p.add_argument("--max-seconds", type=float, default=20.0, help="time cap per cell (default 20 s)")
-    p.add_argument("--artifacts", help="folder with hipart.onnx / *.engine (default $HIPART_ARTIFACTS or ./artifacts)")
+    p.add_argument(
+        "--artifacts",
+        help="hipart-export output folder, read through its manifest.json (default $HIPART_ARTIFACTS or ./exported; "
+        "when that has no hipart.onnx, the model's ONNX is exported there first)",
+    )
     p.add_argument("--checkpoint", help="HiPART checkpoint (default bundled; random weights if none)")
     p.add_argument("--config", default="paper", choices=["paper", "tiny"], help="model size when no checkpoint exists")
     p.add_argument("--device", default="auto", help="cpu or cuda (default auto)")
@@ -75,8 +82,10 @@ def main(argv: list[str] | None = None) -> int:
     if loaded.banner:
         print(f"note: {loaded.banner} (timings are still valid)", file=sys.stderr)
     print(f"model: {loaded.source} [{loaded.model_hash}]", file=sys.stderr)
-    if args.artifacts is None and args.precision != "fp32":
+    if args.precision != "auto":
         print(f"note: precision {args.precision} applies to tensorrt engines only", file=sys.stderr)
+    if args.artifacts is None and {"onnxruntime", "tensorrt"} & set(names):
+        _export_if_absent(loaded)
     report = run_bench(
         loaded,
         names,
@@ -88,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
         args.device,
         progress=lambda m: print(m, file=sys.stderr, flush=True),
         threads=args.threads,
-        precision=None if args.precision == "fp32" else args.precision,
+        precision=None if args.precision == "auto" else args.precision,
     )
     report.env["precision"] = args.precision
     if args.pipeline:
@@ -104,6 +113,25 @@ def main(argv: list[str] | None = None) -> int:
         Path(args.json).write_text(report.to_json())
         print(f"wrote {args.json}", file=sys.stderr)
     return 0
+
+
+def _export_if_absent(loaded: object) -> None:
+    """Export the model's hipart.onnx into the default folder when it has none (one-line notice)."""
+    import importlib.util
+
+    from edge.backends.registry import default_artifacts_dir
+    from edge.bench import export_onnx_for_bench, needs_onnx_export
+
+    folder = default_artifacts_dir()
+    why = needs_onnx_export(folder, loaded)
+    if why is None or importlib.util.find_spec("onnxruntime") is None:  # nothing to do, or onnxruntime is skipped
+        return
+    print(f"note: {why}: exporting {loaded.source} [{loaded.model_hash}] there first "
+          f"(= hipart-export --artifacts hipart --onnx-only --out {folder})", file=sys.stderr, flush=True)  # fmt: skip
+    try:
+        export_onnx_for_bench(loaded, folder)
+    except Exception as e:  # reported in one line; the backends that needed it are then skipped with the reason
+        print(f"note: exporting the ONNX model into {folder} failed: {type(e).__name__}: {e}", file=sys.stderr)
 
 
 if __name__ == "__main__":

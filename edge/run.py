@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import TextIO
 
 from edge.backends import BackendError, create_backend
-from edge.backends.registry import resolve_auto
+from edge.backends.registry import expected_model, resolve_auto
 from edge.detectors import DetectorError, create_detector
 from edge.estimator import Estimator
 from edge.occlusion import DEFAULT_MIN_CONF
@@ -114,8 +114,9 @@ def build_estimator(
     if temporal is not None and temporal.mode == "seq2seq" and source is not None and source.live:
         raise RunError("--temporal-mode seq2seq needs a file source (it waits for T frames); use causal or centred")
     name = opts.backend
+    expected = expected_model(loaded)  # artifacts must come from the checkpoint / bundled model in use
     if name == "auto":
-        name, why = resolve_auto(opts.artifacts)
+        name, why = resolve_auto(opts.artifacts, expected)
         say(why)
     detector = None
     if source is None or needs_detector(source):
@@ -133,8 +134,9 @@ def build_estimator(
 
             torch.set_num_threads(threads)
         backend = create_backend(
-            name, loaded.model, opts.artifacts, opts.device, loaded.model_hash, opts.min_conf, threads
-        )
+            name, loaded.model, opts.artifacts, opts.device, loaded.model_hash, opts.min_conf, threads,
+            expected=expected,
+        )  # fmt: skip
     except (BackendError, ValueError) as e:
         if detector is not None:
             detector.close()

@@ -1,1 +1,1 @@
-"""hipart-edge: export room (see docs/ and ARCHITECTURE.md §8)."""
+"""hipart-edge: export room (see docs/ and docs/ARCHITECTURE.md §8)."""

@@ -1,4 +1,4 @@
-"""The four HiPART artifacts of ARCHITECTURE.md §5: export each, then check it against PyTorch."""
+"""The four HiPART artifacts of docs/ARCHITECTURE.md §5: export each, then check it against PyTorch."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""hipart-export: HiPART -> ONNX artifacts -> FP16 / INT8 (calibrated Q/DQ) -> TensorRT engines."""
+"""hipart-export: HiPART -> ONNX -> FP16 / INT8 (calibrated Q/DQ) -> TensorRT engines, all listed in a manifest."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from calib.calibration_set import CalibrationDataError
 from calib.drift import DEFAULT_MAX_OUTPUT_ERR
 from export.artifacts import ARTIFACTS
 from export.hipart_graphs import UnsupportedModelError
+from export.manifest import DEFAULT_DIR
 from export.pipeline import (
     EXIT_BAD_INPUT,
     EXIT_ERROR,
@@ -26,21 +27,25 @@ from hipart.atomic_write import OutputDirError
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="hipart-export",
-        description=__doc__,
+        description=__doc__ + " With no model option it exports the bundled model; with no calibration option "
+        "INT8 is calibrated on the bundled calibration set (training subjects) and its drift measured on the set's "
+        "held-out part. <out>/manifest.json lists every file written (the contract hipart-run / hipart-bench read).",
         epilog="exit codes: 0 ok, 1 unexpected error, 2 bad input, 3 parity failure, 4 TensorRT preflight "
         "errors, 5 drift above target (artifacts written and flagged)",
     )
     src = p.add_mutually_exclusive_group()
-    src.add_argument("--checkpoint", type=Path, help="hipart checkpoint (.pt) to export")
+    src.add_argument("--checkpoint", type=Path, help="hipart checkpoint (.pt) to export (default: the bundled model)")
     src.add_argument("--random-weights", choices=("tiny", "paper"), help="untrained model (plumbing checks only)")
-    p.add_argument("--out", type=Path, default=Path("exported"), help="output directory (default: exported/)")
+    p.add_argument("--out", type=Path, default=Path(DEFAULT_DIR),
+                   help=f"output directory (default: {DEFAULT_DIR}/); <out>/manifest.json lists every file")
     p.add_argument("--artifacts", default=",".join(ARTIFACTS), help=f"subset of {','.join(ARTIFACTS)}")
     p.add_argument("--onnx-only", action="store_true", help="stop after the FP32 ONNX artifacts")
     p.add_argument("--fp16", action="store_true", help="mixed-precision FP16 ONNX (+ engine where TensorRT is)")
     p.add_argument("--int8", action="store_true", help="calibrate, Q/DQ, drift report, fallback, engine")
     p.add_argument("--calib-size", type=int, default=512, help="calibration poses (default 512)")
     p.add_argument("--calib-method", default="minmax", choices=("minmax", "entropy", "percentile"))
-    p.add_argument("--calib-data", type=Path, help="npz with x_s from TRAINING subjects (k-center selected)")
+    p.add_argument("--calib-data", type=Path, help="npz with x_s from TRAINING subjects (k-center selected); default: "
+                   "the bundled calibration set (calib.bundled)")
     p.add_argument("--dataset", type=Path, help="`hipart-data build` directory: calibrate on train, drift on val")
     p.add_argument("--eval-data", type=Path, help="npz with x_s (+ pose3d) from VALIDATION subjects for drift")
     p.add_argument("--synthetic-calib", action="store_true", help="use generated poses (calib.synthetic_poses)")

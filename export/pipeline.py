@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -12,6 +13,8 @@ import onnx
 import torch
 
 from calib import drift as drift_mod
+from calib import onnx_metadata as md
+from calib.bundled import bundled_calibration_path, load_bundled
 from calib.calibration_set import DEFAULT_SIZE, CalibrationDataError, load_calibration, save_calibration
 from calib.fp16 import convert_file
 from calib.quantize import METHODS, quantize_modelopt, quantize_qdq
@@ -19,6 +22,8 @@ from calib.synthetic_poses import TRAIN_SUBJECTS, VAL_SUBJECTS, synthetic_poses
 from export.artifact_feeds import feeds_for
 from export.artifacts import ARTIFACTS, Artifact, export_all
 from export.engine_cache import EngineCache
+from export.manifest import Manifest, array_hash, file_sha256
+from export.onnx_export import DEFAULT_OPSET
 from export.trt_builder import (
     BuildSettings,
     TensorRTUnavailable,
@@ -28,7 +33,7 @@ from export.trt_builder import (
 )
 from export.trt_preflight import preflight
 from hipart.atomic_write import ensure_writable_dir
-from hipart.checkpoint import load_checkpoint, model_hash
+from hipart.checkpoint import bundled_checkpoint, load_checkpoint, model_hash
 from hipart.models.config import HiPARTConfig
 from hipart.models.hipart import HiPART
 
@@ -97,24 +102,30 @@ class Result:
 
 
 def load_model(opts: Options) -> tuple[HiPART, str]:
-    """The model to export and a one-line description of where it came from."""
-    if opts.checkpoint is not None:
-        from hipart.checkpoint import CheckpointError
-
-        try:
-            model, meta = load_checkpoint(opts.checkpoint)
-        except CheckpointError as e:
-            raise BadInput(str(e)) from None
-        return model, f"checkpoint {opts.checkpoint} (data version {meta.get('data_version')})"
+    """The model to export (--random-weights, else --checkpoint, else the bundled one) and where it came from."""
     if opts.random_weights in ("tiny", "paper"):
         torch.manual_seed(opts.seed)
         cfg = HiPARTConfig.tiny() if opts.random_weights == "tiny" else HiPARTConfig()
         return HiPART(cfg).eval(), f"{opts.random_weights} config with RANDOM weights (seed {opts.seed})"
-    raise BadInput("no model: pass --checkpoint PATH (a hipart checkpoint) or --random-weights tiny|paper")
+    path, what = opts.checkpoint, "checkpoint"
+    if path is None:
+        path, what = bundled_checkpoint(), "bundled checkpoint"
+    if path is None:
+        raise BadInput(
+            "no model: pass --checkpoint PATH (a hipart checkpoint) or --random-weights tiny|paper "
+            "(this build bundles no trained model)"
+        )
+    from hipart.checkpoint import CheckpointError
+
+    try:
+        model, meta = load_checkpoint(path)
+    except CheckpointError as e:
+        raise BadInput(str(e)) from None
+    return model, f"{what} {path} (data version {meta.get('data_version')})"
 
 
 def _pose_sets(opts: Options) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None, str]:
-    """(calibration x_s, eval x_s, eval pose3d, description)."""
+    """(calibration x_s, eval x_s, eval pose3d, description): --dataset, --calib-data, --synthetic-calib or bundled."""
     if opts.dataset is not None:
         from calib.calibration_set import greedy_k_center
         from calib.dataset_poses import split_poses
@@ -143,10 +154,19 @@ def _pose_sets(opts: Options) -> tuple[np.ndarray, np.ndarray | None, np.ndarray
         idx = select_training(ps.x_s, ps.subjects, TRAIN_SUBJECTS, opts.calib_size)
         val = np.isin(ps.subjects, VAL_SUBJECTS)
         return ps.x_s[idx], ps.x_s[val][:256], ps.pose3d[val][:256], "SYNTHETIC poses (calib.synthetic_poses)"
+    if bundled_calibration_path() is not None:
+        b = load_bundled()
+        if len(b.x_s) < opts.calib_size:
+            raise CalibrationDataError(
+                f"calibration data too small: the bundled set has {len(b.x_s)} training poses < requested "
+                f"{opts.calib_size}; pass --dataset DIR or --calib-data NPZ for more"
+            )
+        # k-center order: the first calib_size poses are themselves a k-center selection
+        return b.x_s[: opts.calib_size], b.eval_x_s, b.eval_pose3d, b.describe()
     raise CalibrationDataError(
         "calibration data absent: pass --dataset DIR (built by hipart-data), --calib-data NPZ (x_s from training "
         "subjects, see calib.calibration_set) "
-        "or --synthetic-calib for a plumbing run on generated poses"
+        "or --synthetic-calib for a plumbing run on generated poses (this build bundles no calibration set)"
     )
 
 
@@ -162,24 +182,43 @@ def _drift_text(d: drift_mod.Drift, opts: Options | None = None) -> str:
     return ", ".join(parts) or "-"
 
 
-def run(opts: Options, log: Callable[[str], None] = lambda m: print(f"[hipart-export] {m}", file=sys.stderr)):
-    """Run the requested chain; raises BadInput / CalibrationDataError for input problems."""
+def run(
+    opts: Options,
+    log: Callable[[str], None] = lambda m: print(f"[hipart-export] {m}", file=sys.stderr),
+    model: tuple[HiPART, str] | None = None,
+) -> Result:
+    """Run the chain (on `model` = (module, description) if given) and list every file in <out>/manifest.json."""
     if opts.calib_method not in METHODS:
         raise BadInput(f"--calib-method must be one of {sorted(METHODS)}")
     unknown = set(opts.artifacts) - set(ARTIFACTS)
     if unknown:
         raise BadInput(f"unknown artifacts {sorted(unknown)}; choose from {list(ARTIFACTS)}")
-    model, source = load_model(opts)
+    model, source = model or load_model(opts)
     out = ensure_writable_dir(opts.out)
     mhash = model_hash(model)
     log(f"model: {source}; hash {mhash}")
     res = Result()
     # Calibration data is checked before any export work so a bad input fails fast and leaves nothing.
-    want_drift = opts.fp16 and (opts.synthetic or opts.dataset is not None)
+    drift_data = opts.synthetic or opts.dataset is not None or (opts.calib_data is None and bundled_calibration_path())
+    want_drift = opts.fp16 and bool(drift_data)
     pose_sets = _pose_sets(opts) if opts.int8 or want_drift else None
-
-    exported: list[Artifact] = export_all(model, out, mhash, opts.artifacts, parity=opts.parity, progress=log)
+    man = Manifest(out, model_hash=mhash, model_source=source)
     written: dict[tuple[str, str], Path] = {}
+    try:
+        _chain(opts, model, mhash, out, pose_sets, written, man, res, log)
+    finally:  # whatever was written, also on an error, is listed: the manifest never lags the folder
+        _record_onnx(man, written, res)
+        if man.entries:
+            man.write()
+            log(f"manifest: {man.path}")
+            res.notes.append(f"manifest: {man.summary()}")
+    return res
+
+
+def _chain(opts: Options, model: HiPART, mhash: str, out: Path, pose_sets, written: dict, man: Manifest, res: Result,
+           log: Callable[[str], None]) -> None:  # fmt: skip
+    """Export, FP16 / INT8 variants with drift, preflight and engines; fills `written` and `res`."""
+    exported: list[Artifact] = export_all(model, out, mhash, opts.artifacts, parity=opts.parity, progress=log)
     for a in exported:
         ok = a.parity is None or a.parity.ok()
         par = "-" if a.parity is None else f"{a.parity.worst_rel:.1e} rel, tokens {'==' if ok else '!='}"
@@ -190,13 +229,20 @@ def run(opts: Options, log: Callable[[str], None] = lambda m: print(f"[hipart-ex
         else:
             written[(a.name, "fp32")] = a.path
     if res.exit_code:
-        return res
+        return
 
+    calib_hash = None
     if not opts.onnx_only and (opts.fp16 or opts.int8):
         calib_x, eval_x, eval_gt, data_desc = pose_sets if pose_sets else (None, None, None, "")
         if pose_sets:
             log(f"data: {data_desc}; {len(calib_x)} calibration poses, "
                 f"{0 if eval_x is None else len(eval_x)} evaluation poses")  # fmt: skip
+        if opts.int8:
+            calib_hash = array_hash(np.ascontiguousarray(calib_x, np.float32))
+            man.calibration = {"hash": calib_hash, "source": data_desc, "poses": len(calib_x),
+                               "held_out_poses": 0 if eval_x is None else len(eval_x)}  # fmt: skip
+            res.notes.append(f"int8 calibration: {len(calib_x)} poses of {data_desc} (hash {calib_hash}); drift on "
+                             f"{0 if eval_x is None else len(eval_x)} held-out poses")  # fmt: skip
         for name in opts.artifacts:
             fp32 = written[(name, "fp32")]
             eval_feeds = feeds_for(model, name, eval_x) if eval_x is not None else None
@@ -236,11 +282,33 @@ def run(opts: Options, log: Callable[[str], None] = lambda m: print(f"[hipart-ex
                 res.rows.append(row)
 
     if opts.check_trt or not opts.onnx_only:
-        _preflight_and_engines(opts, written, mhash, res, log)
-    return res
+        _preflight_and_engines(opts, written, mhash, res, log, man, calib_hash)
 
 
-def _preflight_and_engines(opts: Options, written, mhash: str, res: Result, log) -> None:
+def _onnx_facts(path: Path, mhash: str) -> tuple[str, int]:
+    """(model hash, opset) from the file's own hipart.* metadata (the export's values if it has none)."""
+    try:
+        meta = md.read(onnx.load(str(path), load_external_data=False))
+    except KeyError:  # e.g. a ModelOpt Q/DQ file: no hipart metadata carried over
+        return mhash, DEFAULT_OPSET
+    return meta.model_hash, int(meta.opset)
+
+
+def _record_onnx(man: Manifest, written: dict[tuple[str, str], Path], res: Result) -> None:
+    """Add every written ONNX file to the manifest (hash and opset read back from the file itself)."""
+    status = {r.file: r.status for r in res.rows}
+    for (name, prec), path in written.items():
+        if not path.is_file():
+            continue
+        h, opset = _onnx_facts(path, man.model_hash or "unknown")
+        calib = (man.calibration or {}).get("hash") if prec == "int8" else None
+        man.add_file(path, artifact=name, kind="onnx", precision=prec, model_hash=h, opset=opset,
+                     calibration_hash=calib, status=status.get(path.name, "ok"))  # fmt: skip
+
+
+def _preflight_and_engines(
+    opts: Options, written, mhash: str, res: Result, log, man: Manifest, calib_hash: str | None = None
+) -> None:
     try:
         trt = import_tensorrt()
         trt_version = trt.__version__
@@ -273,14 +341,32 @@ def _preflight_and_engines(opts: Options, written, mhash: str, res: Result, log)
             src = written.get((name, prec)) if (prec != "fp16" or major >= 11) else written[(name, "fp32")]
             src = src or written[(name, "fp32")]
             key = engine_key(mhash, prec, trt_version)
-            if cache.lookup(name, key):
+            src_sha = file_sha256(src)
+            path = cache.lookup(name, key)
+            if path is not None and _sidecar(path).get("onnx_sha256") == src_sha:
                 log(f"engine cache hit: {name} {prec}")
-                continue
-            log(f"building TensorRT {trt_version} {prec} engine for {name} from {src.name}")
-            settings = BuildSettings(prec, opts.batch, opts.workspace_mib, opts.out / "engines" / "timing.cache")
-            engine = build_engine(src, settings, trt)
-            path = cache.store(name, key, engine, {"onnx": src.name, "batch": list(opts.batch)})
-            res.rows.append(Row(path.name, f"engine-{prec}", path.stat().st_size))
+            else:
+                if path is not None:
+                    log(f"engine for {name} {prec} is stale ({src.name} changed since it was built): rebuilding")
+                log(f"building TensorRT {trt_version} {prec} engine for {name} from {src.name}")
+                settings = BuildSettings(prec, opts.batch, opts.workspace_mib, opts.out / "engines" / "timing.cache")
+                engine = build_engine(src, settings, trt)
+                extra = {"onnx": src.name, "onnx_sha256": src_sha, "batch": list(opts.batch)}
+                path = cache.store(name, key, engine, extra)
+                res.rows.append(Row(path.name, f"engine-{prec}", path.stat().st_size))
+            _, opset = _onnx_facts(src, mhash)
+            man.add_file(path, artifact=name, kind="engine", precision=prec, model_hash=mhash, opset=opset,
+                         calibration_hash=calib_hash if prec == "int8" else None, source=src.name,
+                         engine={"gpu_name": key.gpu_name, "compute_capability": key.compute_capability,
+                                 "trt_version": key.trt_version})  # fmt: skip
+
+
+def _sidecar(engine_path: Path) -> dict:
+    """An engine's JSON sidecar (empty when unreadable)."""
+    try:
+        return json.loads(engine_path.with_suffix(".json").read_text())
+    except (OSError, ValueError):
+        return {}
 
 
 def format_table(res: Result) -> str:

@@ -1,7 +1,7 @@
 """TensorRT engine builder for the 10.x (JetPack 6) and 11.x lines, imported lazily.
 
 Written against NVIDIA's documented Python API (Builder, OnnxParser, IBuilderConfig, IOptimizationProfile,
-ITimingCache). Precision policy (ARCHITECTURE.md §5):
+ITimingCache). Precision policy (docs/ARCHITECTURE.md §5):
   10.x  fp16: weakly typed network + BuilderFlag.FP16, LayerNorm/Softmax pinned to FP32 by layer precision;
         int8: the Q/DQ ONNX (explicit quantization) + BuilderFlag.INT8.
   11.x  strongly typed networks only: fp16 from the mixed-precision ONNX, int8 from the Q/DQ ONNX; no

@@ -1,4 +1,4 @@
-"""Screen-coordinate normalisation (the public lifting literature's convention, ARCHITECTURE.md §3)."""
+"""Screen-coordinate normalisation (the public lifting literature's convention, docs/ARCHITECTURE.md §3)."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """The 17-joint skeleton (Human3.6M order), its 16 bones (= sparse tokens) and their orderings.
 
 Single source of truth for joint order, bones, parts, flip pairs and the
-center-to-periphery generation order (ARCHITECTURE.md §3).
+center-to-periphery generation order (docs/ARCHITECTURE.md §3).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Interchangeable HiPART backends: one pure `infer(x_s) -> Result` model call (ARCHITECTURE.md §6)."""
+"""Interchangeable HiPART backends: one pure `infer(x_s) -> Result` model call (docs/ARCHITECTURE.md §6)."""
 
 from edge.backends.base import Backend, BackendError, BackendUnavailable, Result
 from edge.backends.registry import BACKENDS, available_backends, create_backend

@@ -1,4 +1,4 @@
-"""onnxruntime backend: runs the exported `hipart.onnx` (or `densify.onnx` + `lift.onnx`) on CPU or CUDA EP."""
+"""onnxruntime backend: runs the exported `hipart.onnx` (or `densify.onnx` + `lift.onnx`) named by the manifest."""
 
 from __future__ import annotations
 
@@ -11,8 +11,16 @@ import numpy as np
 
 from edge.backends.base import Backend, BackendError, BackendUnavailable, Result
 from edge.occlusion import DEFAULT_MIN_CONF
+from export.manifest import (
+    MANIFEST_NAME,
+    ExpectedModel,
+    ManifestError,
+    ManifestMissing,
+    load_manifest,
+    resolve,
+)
 
-# Output names of the artifacts (ARCHITECTURE.md §5); aliases accepted so either naming works.
+# Output names of the artifacts (docs/ARCHITECTURE.md §5); aliases accepted so either naming works.
 _ALIASES = {
     "dense": ("dense", "x_d"),
     "fine": ("fine", "x_f"),
@@ -30,18 +38,36 @@ def _import_ort() -> Any:
     return ort
 
 
-def find_artifacts(path: str | os.PathLike) -> dict[str, Path]:
-    """The ONNX files found at `path` (a directory or a .onnx file): 'hipart' or 'densify' + 'lift'."""
+def find_artifacts(path: str | os.PathLike, expected: ExpectedModel | None = None) -> dict[str, Path]:
+    """FP32 ONNX files by name ('hipart', else 'densify' + 'lift') from a folder's manifest, or a .onnx file."""
     p = Path(path)
     if p.is_file():
         return {"hipart": p}
+    try:
+        man = load_manifest(p)
+    except ManifestMissing:
+        return _without_manifest(p)
+    except ManifestError as e:
+        raise BackendError(f"onnxruntime backend: {e}") from None
+    split = not man.select("hipart", "fp32", "onnx") and all(man.select(n, "fp32", "onnx") for n in ("densify", "lift"))
+    try:
+        if split:
+            return {n: resolve(p, n, "fp32", expected=expected, man=man)[0] for n in ("densify", "lift")}
+        return {"hipart": resolve(p, "hipart", "fp32", expected=expected, man=man)[0]}
+    except ManifestError as e:
+        raise BackendError(f"onnxruntime backend: {e}") from None
+
+
+def _without_manifest(p: Path) -> dict[str, Path]:
+    """A folder exported before the manifest existed: hipart.onnx, or densify.onnx + lift.onnx, as before."""
     found = {name: p / f"{name}.onnx" for name in ("hipart", "densify", "lift") if (p / f"{name}.onnx").is_file()}
     if "hipart" in found:
         return {"hipart": found["hipart"]}
     if "densify" in found and "lift" in found:
         return {"densify": found["densify"], "lift": found["lift"]}
     raise BackendError(
-        f"onnxruntime backend: no hipart.onnx (or densify.onnx + lift.onnx) in {p}; build them with `hipart-export`"
+        f"onnxruntime backend: no {MANIFEST_NAME} and no hipart.onnx (or densify.onnx + lift.onnx) in {p}; "
+        f"run `hipart-export --out {p}` (it writes the ONNX files and {p / MANIFEST_NAME})"
     )
 
 
@@ -57,11 +83,14 @@ class OnnxRuntimeBackend(Backend):
         threads: int | None = None,
         model_hash: str = "unknown",
         min_conf: float = DEFAULT_MIN_CONF,
+        expected: ExpectedModel | None = None,
     ):
         super().__init__(model_hash, min_conf)
         ort = _import_ort()
         self._ort = ort
-        files = find_artifacts(artifacts)
+        files = find_artifacts(artifacts, expected)
+        folder = Path(artifacts)
+        self.manifest = folder / MANIFEST_NAME if (folder / MANIFEST_NAME).is_file() else None
         providers = ["CPUExecutionProvider"]
         if device == "auto":
             device = "cuda" if "CUDAExecutionProvider" in ort.get_available_providers() else "cpu"
@@ -85,6 +114,13 @@ class OnnxRuntimeBackend(Backend):
                 ) from None
         self.files = files
         self.artifact_hash = self._artifact_hash()
+        known = expected is not None and expected.model_hash not in ("", "unknown")
+        if known and self.artifact_hash and self.artifact_hash != expected.model_hash:  # a file given without manifest
+            where = ", ".join(str(f) for f in files.values())
+            raise BackendError(
+                f"onnxruntime backend: {where} was exported from model {self.artifact_hash}; {expected.label} is "
+                f"{expected.model_hash}: re-run `hipart-export` for it"
+            )
 
     def _artifact_hash(self) -> str | None:
         """The model hash hipart-export wrote into the ONNX metadata (`hipart.model_hash`), if any."""
@@ -142,5 +178,6 @@ class OnnxRuntimeBackend(Backend):
             "onnxruntime": self._ort.__version__,
             "providers": s.get_providers(),
             "artifacts": {k: str(v) for k, v in self.files.items()},
+            "manifest": str(self.manifest) if self.manifest else None,
             "artifact_model_hash": self.artifact_hash,
         }

@@ -1,8 +1,9 @@
 """TensorRT backend: runs engines built by `hipart-export` (TensorRT 10/11 named-tensor API).
 
 Device buffers come from pycuda when installed, else cuda-python, else torch CUDA tensors.
-An engine's JSON sidecar (written by export/) records the model hash, GPU name, compute capability,
-TensorRT version and precision; a mismatch with this machine is a clear error, never a crash.
+The engine is chosen by name from the folder's manifest.json (export/manifest.py) for this GPU and TensorRT
+version; its JSON sidecar is then checked by export/engine_cache.verify_sidecar (model hash, GPU name, compute
+capability, TensorRT version, precision): a mismatch with this machine is a clear error, never a crash.
 """
 
 from __future__ import annotations
@@ -18,6 +19,15 @@ import numpy as np
 from edge.backends.base import Backend, BackendError, BackendUnavailable, Result
 from edge.backends.onnxruntime_backend import _ALIASES
 from edge.occlusion import DEFAULT_MIN_CONF
+from export.engine_cache import SIDECAR_SUFFIX, EngineKey, EngineMismatchError, verify_sidecar
+from export.manifest import (
+    MANIFEST_NAME,
+    ExpectedModel,
+    ManifestError,
+    ManifestMissing,
+    load_manifest,
+    resolve_engine,
+)
 
 
 def _import_trt() -> Any:
@@ -172,44 +182,57 @@ def device_buffers() -> Any:
     raise BackendUnavailable("tensorrt backend: no CUDA device memory provider works (" + "; ".join(reasons) + ")")
 
 
-def check_engine_sidecar(engine_path: Path, trt_version: str, gpu_name: str | None, capability: str | None) -> dict:
-    """Read the engine's JSON sidecar and refuse engines built for another TensorRT version or GPU."""
-    side = engine_path.with_suffix(".json")
-    if not side.is_file():
-        return {}
-    try:
-        meta = json.loads(side.read_text())
-    except (OSError, ValueError) as e:
-        raise BackendError(f"tensorrt backend: engine sidecar {side} is unreadable: {e}") from None
-    built = str(meta.get("trt_version") or meta.get("tensorrt_version") or "")  # export/engine_cache.py: trt_version
-    if built and built.split(".")[:2] != trt_version.split(".")[:2]:
-        raise BackendError(
-            f"tensorrt backend: {engine_path.name} was built with TensorRT {built}, this machine has {trt_version}; "
-            "rebuild it here with `hipart-export` (engines are not portable across versions)"
-        )
-    want_cc = str(meta.get("compute_capability") or "").replace(".", "")
-    if capability and want_cc and want_cc != str(capability).replace(".", ""):
-        raise BackendError(
-            f"tensorrt backend: {engine_path.name} was built for {meta.get('gpu_name', '?')} (sm {want_cc}), "
-            f"this GPU is {gpu_name} (sm {capability}); rebuild it here with `hipart-export`"
-        )
-    return meta
-
-
 def _gpu_identity() -> tuple[str | None, str | None]:
+    """(GPU name, compute capability 'M.m') of CUDA device 0, as export/ records them; (None, None) without CUDA."""
     try:
         import torch
 
         if torch.cuda.is_available():
-            major, minor = torch.cuda.get_device_capability()
-            return torch.cuda.get_device_name(), f"{major}{minor}"
+            major, minor = torch.cuda.get_device_capability(0)
+            return torch.cuda.get_device_name(0), f"{major}.{minor}"
     except ImportError:
         pass
     return None, None
 
 
+def select_engine(
+    path: str | os.PathLike,
+    precision: str | None,
+    device: tuple[str, str, str],
+    expected: ExpectedModel | None = None,
+    artifact: str = "hipart",
+) -> tuple[Path, dict]:
+    """(engine, sidecar) by name from the folder's manifest (or an explicit .engine), checked for this device/model."""
+    p = Path(path)
+    gpu, cc, trt_version = device
+    known = expected is not None and expected.model_hash not in ("", "unknown")
+    try:
+        if p.is_file():  # an explicit engine: its sidecar says what it is, the key check says whether it fits
+            sidecar = p.with_suffix(SIDECAR_SUFFIX)
+            side = json.loads(sidecar.read_text()) if sidecar.is_file() else {}
+            mhash = expected.model_hash if known else str(side.get("model_hash", ""))
+            prec = precision or str(side.get("precision", ""))
+        else:
+            try:
+                man = load_manifest(p)
+            except ManifestMissing:
+                raise BackendError(
+                    f"tensorrt backend: no {MANIFEST_NAME} in {p}: engines are chosen by name through the manifest "
+                    f"hipart-export writes; re-run `hipart-export --fp16 --out {p}` on this GPU (or pass the .engine "
+                    "file itself)"
+                ) from None
+            p, entry = resolve_engine(p, artifact, precision, device, expected, man)
+            mhash, prec = entry.model_hash, entry.precision
+        side = verify_sidecar(p.with_suffix(SIDECAR_SUFFIX), EngineKey(mhash, gpu, cc, trt_version, prec))
+    except (ManifestError, EngineMismatchError) as e:
+        raise BackendError(f"tensorrt backend: {e}") from None
+    except (OSError, ValueError) as e:
+        raise BackendError(f"tensorrt backend: engine sidecar of {p} is unreadable: {e}") from None
+    return p, side
+
+
 class TensorRTBackend(Backend):
-    """HiPART from a serialized TensorRT engine (`hipart_<precision>.engine` or any .engine path)."""
+    """HiPART from a TensorRT engine: the manifest's `hipart` engine for this GPU (or an explicit .engine path)."""
 
     name = "tensorrt"
 
@@ -230,21 +253,13 @@ class TensorRTBackend(Backend):
         model_hash: str = "unknown",
         min_conf: float = DEFAULT_MIN_CONF,
         precision: str | None = None,
+        expected: ExpectedModel | None = None,
     ):
         super().__init__(model_hash, min_conf)
         trt = _import_trt()
         self.trt = trt
-        path = Path(engine)
-        if path.is_dir():
-            engines = sorted(path.glob(f"*{precision}*.engine" if precision else "*.engine"))
-            if not engines:
-                what = f"{precision} .engine" if precision else ".engine"
-                raise BackendError(f"tensorrt backend: no {what} file in {path}; build one with `hipart-export`")
-            path = engines[0]
-        if not path.is_file():
-            raise BackendError(f"tensorrt backend: engine not found: {path}")
         gpu, cc = _gpu_identity()
-        self.meta = check_engine_sidecar(path, trt.__version__, gpu, cc)
+        path, self.meta = select_engine(engine, precision, (gpu or "", cc or "", trt.__version__), expected)
         self.device = f"cuda ({gpu})"
         self.logger = trt.Logger(trt.Logger.WARNING)
         self.runtime = trt.Runtime(self.logger)
@@ -261,26 +276,6 @@ class TensorRTBackend(Backend):
         self.outputs = [n for n in self.names if n not in self.inputs]
         self.mem = device_buffers()
         self._bufs: dict[str, tuple[Any, int]] = {}
-
-    @staticmethod
-    def _pick_engine(
-        folder: Path, precision: str | None, trt_version: str, gpu: str | None, cc: str | None
-    ) -> tuple[Path, dict]:
-        """The first engine in `folder` (hipart.* preferred, `precision` if given) built for this GPU and TensorRT."""
-        pattern = f"*{precision}*.engine" if precision else "*.engine"
-        engines = sorted(folder.glob(pattern), key=lambda p: (not p.name.startswith("hipart"), p.name))
-        if not engines:
-            what = f"{precision} .engine" if precision else ".engine"
-            raise BackendError(f"tensorrt backend: no {what} file in {folder}; build one with `hipart-export`")
-        errors = []
-        for e in engines:
-            try:
-                return e, check_engine_sidecar(e, trt_version, gpu, cc)
-            except BackendError as err:
-                errors.append(str(err))
-        raise BackendError(
-            errors[0] + (f" (and {len(errors) - 1} more engines that do not fit)" if len(errors) > 1 else "")
-        )
 
     def _buffer(self, name: str, nbytes: int) -> Any:
         buf, size = self._bufs.get(name, (None, 0))

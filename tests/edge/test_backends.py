@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
 from edge.backends import BackendError, Result, create_backend
-from edge.backends.registry import available_backends, resolve_auto
-from edge.backends.tensorrt_backend import TensorRTBackend, check_engine_sidecar
+from edge.backends.registry import availability, available_backends, default_artifacts_dir, resolve_auto
+from edge.backends.tensorrt_backend import TensorRTBackend, select_engine
 from edge.backends.triton_backend import TritonBackend
 from edge.bench import bench_inputs
+from export.engine_cache import EngineCache, EngineKey
+from export.manifest import ExpectedModel, Manifest
 from hipart.camera import normalize_screen_coordinates
 
 ATOL = 1e-4  # fp32 CPU backends vs torch
@@ -67,7 +70,7 @@ def _export_hipart_onnx(model, out_dir, model_hash):
 
 def test_onnxruntime_parity_with_torch(tiny_model, torch_backend, tmp_path):
     pytest.importorskip("onnxruntime")
-    _export_hipart_onnx(tiny_model, tmp_path, torch_backend.model_hash)
+    _export_hipart_onnx(tiny_model, tmp_path, torch_backend.model_hash)  # a folder without manifest (old export)
     ort_be = create_backend("onnxruntime", artifacts=tmp_path, device="cpu")
     for b in (1, 4):
         x, conf = bench_inputs(b, seed=b)
@@ -75,6 +78,12 @@ def test_onnxruntime_parity_with_torch(tiny_model, torch_backend, tmp_path):
         np.testing.assert_array_equal(a.tokens, r.tokens)
         np.testing.assert_allclose(a.pose3d, r.pose3d, atol=ATOL)
         np.testing.assert_allclose(a.dense, r.dense, atol=ATOL)
+    assert ort_be.info()["manifest"] is None and ort_be.artifact_hash == torch_backend.model_hash
+    # without a manifest the model hash in the ONNX metadata is still checked against the model asked for
+    other = ExpectedModel("0123456789abcdef", "checkpoint other.pt")
+    with pytest.raises(BackendError, match=f"exported from model {torch_backend.model_hash}; checkpoint other.pt "
+                                           "is 0123456789abcdef"):  # fmt: skip
+        create_backend("onnxruntime", artifacts=tmp_path, device="cpu", expected=other)
 
 
 class _StandIn(torch.nn.Module):
@@ -100,21 +109,26 @@ class _StandIn(torch.nn.Module):
         )
 
 
-@pytest.mark.filterwarnings("ignore::DeprecationWarning")
-def test_onnxruntime_backend_plumbing_with_stand_in_model(tmp_path):
-    pytest.importorskip("onnxruntime")
-    pytest.importorskip("onnx")
-    m = _StandIn().eval()
+def _export_stand_in(m: torch.nn.Module, path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
     torch.onnx.export(
         m,
         (torch.zeros(2, 17, 2),),
-        tmp_path / "hipart.onnx",
+        path,
         dynamo=False,
         opset_version=17,
         input_names=["x_s"],
         output_names=["dense", "fine", "pose3d", "q_s", "q_d"],
         dynamic_axes={"x_s": {0: "B"}},
     )
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_onnxruntime_backend_plumbing_with_stand_in_model(tmp_path):
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    m = _StandIn().eval()
+    _export_stand_in(m, tmp_path / "hipart.onnx")
     be = create_backend("onnxruntime", artifacts=tmp_path, device="cpu")
     x, conf = bench_inputs(3, seed=3)
     res = be.run(x, conf)
@@ -161,35 +175,148 @@ def test_tensorrt_backend_skips_with_reason(tmp_path):
         pytest.skip("no engine built (run hipart-export on this GPU)")
 
 
-def test_engine_for_another_version_or_gpu_is_refused(tmp_path):
-    engine = tmp_path / "hipart_fp16.engine"
-    engine.write_bytes(b"not an engine")
-    side = engine.with_suffix(".json")
-    side.write_text(json.dumps({"trt_version": "10.3.0", "gpu_name": "Orin", "compute_capability": "8.7"}))
-    with pytest.raises(BackendError, match="built with TensorRT 10.3.0"):
-        check_engine_sidecar(engine, "11.0.1", "H100", "90")
-    with pytest.raises(BackendError, match="built for Orin"):
-        check_engine_sidecar(engine, "10.3.1", "RTX 4090", "89")
-    assert check_engine_sidecar(engine, "10.3.1", "Orin", "87")["gpu_name"] == "Orin"
-    side.write_text("{broken")
-    with pytest.raises(BackendError, match="unreadable"):
-        check_engine_sidecar(engine, "10.3.1", "Orin", "87")
-
-
 def test_normalisation_round_trip_used_by_pipeline(walk_px, frame_size):
     w, h = frame_size
     x = normalize_screen_coordinates(walk_px, w, h)
     assert np.abs(x).max() <= 1.0
 
 
-def test_engine_folder_picks_the_engine_built_for_this_gpu(tmp_path):
-    for stem, gpu, cc in (("hipart.fp16.orin.sm87", "Orin", "8.7"), ("hipart.fp16.h100.sm90", "H100", "9.0")):
-        (tmp_path / f"{stem}.engine").write_bytes(b"engine")
-        meta = {"trt_version": "10.3.0", "gpu_name": gpu, "compute_capability": cc, "model_hash": "abc"}
-        (tmp_path / f"{stem}.json").write_text(json.dumps(meta))
-    path, meta = TensorRTBackend._pick_engine(tmp_path, "fp16", "10.3.0", "H100", "90")
-    assert path.name == "hipart.fp16.h100.sm90.engine" and meta["model_hash"] == "abc"
-    with pytest.raises(BackendError, match="no int8 .engine"):
-        TensorRTBackend._pick_engine(tmp_path, "int8", "10.3.0", "H100", "90")
-    with pytest.raises(BackendError, match="1 more engines that do not fit"):
-        TensorRTBackend._pick_engine(tmp_path, "fp16", "10.3.0", "RTX 4090", "89")
+# --- the artifact contract: backends find their files through <folder>/manifest.json (export/manifest.py) ---
+
+H200 = ("NVIDIA H200", "9.0", "10.3.0")  # (GPU name, compute capability, TensorRT version) as export/ records them
+ORIN = ("NVIDIA Jetson AGX Orin", "8.7", "10.3.0")
+
+
+def _store_engine(root, artifact, precision, device, model_hash="aaaa000011112222"):
+    """An engine + sidecar as hipart-export writes them, and its manifest entry."""
+    gpu, cc, trt = device
+    key = EngineKey(model_hash, gpu, cc, trt, precision)
+    path = EngineCache(root / "engines").store(artifact, key, f"{artifact}-{gpu}".encode())
+    return dict(path=path, artifact=artifact, kind="engine", precision=precision, model_hash=model_hash,
+                engine={"gpu_name": gpu, "compute_capability": cc, "trt_version": trt})  # fmt: skip
+
+
+def _manifest(root, entries, model_hash="aaaa000011112222"):
+    man = Manifest(root, model_hash=model_hash, model_source="test")
+    for e in entries:
+        e = dict(e)
+        man.add_file(e.pop("path"), **e)
+    man.write()
+    return man
+
+
+def test_tensorrt_picks_the_hipart_engine_by_name_for_this_gpu(tmp_path):
+    entries = [
+        _store_engine(tmp_path, "decode_step", "fp16", H200),  # sorts before hipart.*: never taken for hipart
+        _store_engine(tmp_path, "hipart", "fp16", ORIN),
+        _store_engine(tmp_path, "hipart", "fp16", H200),
+        _store_engine(tmp_path, "hipart", "int8", H200),
+    ]
+    _manifest(tmp_path, entries)
+    assert sorted(p.name for p in (tmp_path / "engines").glob("*.engine"))[0].startswith("decode_step.")
+    path, side = select_engine(tmp_path, "fp16", H200)
+    assert path == entries[2]["path"] and path.read_bytes() == b"hipart-NVIDIA H200"
+    assert side["gpu_name"] == "NVIDIA H200" and side["precision"] == "fp16" and side["artifact"] == "hipart"
+    assert select_engine(tmp_path, "int8", H200)[0] == entries[3]["path"]
+    assert select_engine(tmp_path, None, H200)[0] == entries[2]["path"]  # no precision: fp16 first
+    assert select_engine(tmp_path, "fp16", ORIN)[0] == entries[1]["path"]
+    with pytest.raises(BackendError, match=r"no hipart fp16 engine for this GPU \(RTX 4090, sm 8.9, TensorRT 10.3.0\)"):
+        select_engine(tmp_path, "fp16", ("RTX 4090", "8.9", "10.3.0"))
+    with pytest.raises(BackendError, match="no hipart fp16 engine for this GPU .* TensorRT 11.0.0.*not portable"):
+        select_engine(tmp_path, "fp16", (*H200[:2], "11.0.0"))
+    with pytest.raises(BackendError, match=r"lists no hipart fp32 engine .*on this GPU with `hipart-export --out"):
+        select_engine(tmp_path, "fp32", H200)
+
+
+def test_tensorrt_engine_model_mismatch_missing_file_and_sidecar(tmp_path):
+    entry = _store_engine(tmp_path, "hipart", "fp16", H200)
+    _manifest(tmp_path, [entry])
+    bundled = ExpectedModel("1a2b3c4d5e6f7a8b", "the bundled model")
+    with pytest.raises(BackendError) as e:
+        select_engine(tmp_path, "fp16", H200, bundled)
+    msg = str(e.value)
+    assert f"{tmp_path / 'manifest.json'} was made for model aaaa000011112222" in msg
+    assert "the bundled model is 1a2b3c4d5e6f7a8b: re-run `hipart-export" in msg
+    assert select_engine(tmp_path, "fp16", H200, ExpectedModel("aaaa000011112222"))[0] == entry["path"]
+    side = entry["path"].with_suffix(".json")  # the one sidecar check (export/engine_cache.verify_sidecar) runs too
+    meta = json.loads(side.read_text())
+    side.write_text(json.dumps({**meta, "trt_version": "10.2.0"}))
+    with pytest.raises(BackendError, match="trt_version: engine has '10.2.0', this system has '10.3.0'"):
+        select_engine(tmp_path, "fp16", H200)
+    side.write_text(json.dumps(meta))
+    entry["path"].unlink()
+    with pytest.raises(BackendError, match=r"lists .*hipart\.fp16\.nvidia-h200.*, but the file is missing"):
+        select_engine(tmp_path, "fp16", H200)
+
+
+def test_tensorrt_folder_without_manifest_and_explicit_engine(tmp_path):
+    entry = _store_engine(tmp_path, "hipart", "fp16", H200)
+    with pytest.raises(BackendError, match=r"no manifest.json in .*re-run `hipart-export --fp16 --out"):
+        select_engine(tmp_path / "engines", None, H200)
+    path, side = select_engine(entry["path"], None, H200)  # an explicit .engine file: its sidecar is checked
+    assert path == entry["path"] and side["model_hash"] == "aaaa000011112222"
+    with pytest.raises(BackendError, match="compute_capability: engine has '9.0', this system has '8.7'"):
+        select_engine(entry["path"], None, ORIN)
+    with pytest.raises(BackendError, match="model_hash: engine has 'aaaa000011112222', this system has 'ffff'"):
+        select_engine(entry["path"], None, H200, ExpectedModel("ffff"))
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_onnxruntime_reads_hipart_by_name_from_the_manifest(tmp_path):
+    pytest.importorskip("onnxruntime")
+    m = _StandIn().eval()
+    _export_stand_in(m, tmp_path / "v2" / "hipart.onnx")
+    (tmp_path / "hipart.onnx").write_bytes(b"stale, not an ONNX model")  # what a glob or the old lookup would take
+    (tmp_path / "decode_step.onnx").write_bytes(b"sorts first")
+    lift = tmp_path / "lift.onnx"
+    lift.write_bytes(b"lift")
+    h = "aaaa000011112222"
+    _manifest(tmp_path, [dict(path=tmp_path / "v2" / "hipart.onnx", artifact="hipart", kind="onnx", precision="fp32",
+                              model_hash=h, opset=17),
+                         dict(path=lift, artifact="lift", kind="onnx", precision="fp32", model_hash=h)])  # fmt: skip
+    be = create_backend("onnxruntime", artifacts=tmp_path, device="cpu", expected=ExpectedModel(h))
+    assert be.info()["artifacts"] == {"hipart": str(tmp_path / "v2" / "hipart.onnx")}
+    assert be.info()["manifest"] == str(tmp_path / "manifest.json")
+    x, conf = bench_inputs(2, seed=5)
+    with torch.no_grad():
+        np.testing.assert_allclose(be.run(x, conf).pose3d, m(torch.from_numpy(x))[2].numpy(), atol=ATOL)
+    assert availability("onnxruntime", tmp_path, ExpectedModel(h)) == (True, "")
+
+
+def test_onnxruntime_manifest_errors_name_both_sides(tmp_path):
+    pytest.importorskip("onnxruntime")
+    f = tmp_path / "hipart.onnx"
+    f.write_bytes(b"model bytes")
+    _manifest(tmp_path, [dict(path=f, artifact="hipart", kind="onnx", precision="fp32", model_hash="8e5faeefbe0f7d61")])
+    bundled = ExpectedModel("1a2b3c4d5e6f7a8b", "the bundled model")
+    with pytest.raises(BackendError) as e:
+        create_backend("onnxruntime", artifacts=tmp_path, device="cpu", expected=bundled)
+    assert str(e.value) == (
+        f"onnxruntime backend: {tmp_path / 'manifest.json'} was made for model 8e5faeefbe0f7d61 (hipart.onnx); "
+        f"the bundled model is 1a2b3c4d5e6f7a8b: re-run `hipart-export --out {tmp_path}` for it (or pass the "
+        "checkpoint those artifacts were exported from)"
+    )
+    ok, why = availability("onnxruntime", tmp_path, bundled)
+    assert not ok and "8e5faeefbe0f7d61" in why and "1a2b3c4d5e6f7a8b" in why
+    name, note = resolve_auto(tmp_path, bundled)
+    assert name != "onnxruntime" and "was made for model 8e5faeefbe0f7d61" in note
+    f.write_bytes(b"other bytes")
+    with pytest.raises(BackendError, match=r"hipart.onnx changed since .*manifest.json was written"):
+        create_backend("onnxruntime", artifacts=tmp_path, device="cpu")
+    f.unlink()
+    with pytest.raises(BackendError, match=r"lists .*hipart.onnx \(hipart fp32 onnx\), but the file is missing"):
+        create_backend("onnxruntime", artifacts=tmp_path, device="cpu")
+    (tmp_path / "manifest.json").write_text("{broken")
+    with pytest.raises(BackendError, match="manifest.json is unreadable"):
+        create_backend("onnxruntime", artifacts=tmp_path, device="cpu")
+
+
+def test_default_artifacts_folder_is_the_export_default(monkeypatch, tmp_path):
+    from export.cli import build_parser
+
+    monkeypatch.delenv("HIPART_ARTIFACTS", raising=False)
+    assert default_artifacts_dir() == build_parser().parse_args([]).out == Path("exported")
+    monkeypatch.setenv("HIPART_ARTIFACTS", str(tmp_path))
+    assert default_artifacts_dir() == tmp_path
+    ok, why = availability("onnxruntime")
+    assert not ok and f"no manifest.json and no hipart.onnx (or densify.onnx + lift.onnx) in {tmp_path}" in why

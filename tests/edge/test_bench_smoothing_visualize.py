@@ -37,6 +37,40 @@ def test_bench_cli_json_and_bad_args(tmp_path, capsys):
         cli_bench.main(["--batch", "0"])
 
 
+def test_bench_cli_finds_or_exports_the_onnx_model_then_compares_every_backend(
+    tiny_model, tmp_path, monkeypatch, capsys
+):
+    pytest.importorskip("onnxruntime")
+    from hipart.checkpoint import model_hash, save_checkpoint
+
+    monkeypatch.chdir(tmp_path)  # the default folder, ./exported, is then under tmp_path
+    monkeypatch.delenv("HIPART_ARTIFACTS", raising=False)
+    save_checkpoint(tmp_path / "tiny.pt", tiny_model)
+    h = model_hash(tiny_model)
+    args = ["--checkpoint", "tiny.pt", "--batch", "1", "--iters", "2", "--warmup", "1", "--json", "r.json"]
+    assert cli_bench.main(args) == 0
+    err = capsys.readouterr().err
+    assert f"note: no manifest.json or hipart.onnx in exported: exporting tiny.pt [{h}] there first" in err
+    entry = json.loads((tmp_path / "exported" / "manifest.json").read_text())["artifacts"]["hipart.fp32"]
+    assert entry["model_hash"] == h and entry["file"] == "hipart.onnx"
+    rep = json.loads((tmp_path / "r.json").read_text())
+    assert [(r["backend"], r["batch"]) for r in rep["rows"]] == [("torch", 1), ("onnxruntime", 1)]
+    assert set(rep["skipped"]) == {"triton", "tensorrt"} and all(rep["skipped"].values())  # no GPU here: reasons
+    assert cli_bench.main(args) == 0  # found through the manifest: no second export
+    assert "exporting" not in capsys.readouterr().err
+    assert [r["backend"] for r in json.loads((tmp_path / "r.json").read_text())["rows"]] == ["torch", "onnxruntime"]
+    torch.manual_seed(1)
+    from hipart.models.config import HiPARTConfig
+    from hipart.models.hipart import HiPART
+
+    other = HiPART(HiPARTConfig.tiny()).eval()
+    save_checkpoint(tmp_path / "other.pt", other)
+    assert cli_bench.main([*args[:1], "other.pt", *args[2:]]) == 0  # an export of another model is never overwritten
+    assert "exporting" not in capsys.readouterr().err
+    skipped = json.loads((tmp_path / "r.json").read_text())["skipped"]["onnxruntime"]
+    assert f"was made for model {h} (hipart.onnx); checkpoint other.pt is {model_hash(other)}" in skipped
+
+
 def test_one_euro_passes_constants_and_reduces_jitter():
     f = OneEuroFilter(min_cutoff=1.0, beta=0.0)
     const = np.ones((2, 17, 3), np.float32)

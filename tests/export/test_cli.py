@@ -21,7 +21,8 @@ def test_onnx_only_lift_with_check_trt(tmp_path, capsys):
     code = main(["--random-weights", "tiny", "--artifacts", "lift", "--onnx-only", "--check-trt", "--out", str(out)])
     captured = capsys.readouterr()
     assert code == EXIT_OK, captured.err
-    assert _files(out) == ["lift.onnx"]
+    assert _files(out) == ["lift.onnx", "manifest.json"]
+    assert f"manifest: {out / 'manifest.json'} (1 artifacts: lift.fp32)" in captured.out
     assert "lift.onnx" in captured.out and "rel, tokens ==" in captured.out
     assert "TensorRT preflight lift.onnx for TensorRT 10.x: 0 error(s)" in captured.err
 
@@ -40,6 +41,7 @@ def test_int8_chain_without_tensorrt(tmp_path, capsys):
         assert f in names
     assert not [n for n in names if n.endswith(".tmp")]
     assert "engine step skipped: TensorRT is not installed" in captured.out
+    assert "manifest.json" in names
     assert "int8 ONNX written to" in captured.out
     with np.load(out / "calib_lift.npz") as z:
         assert z["points"].shape == (48, 161, 2)
@@ -58,9 +60,8 @@ def test_drift_target_missed_is_exit_5(tmp_path, capsys):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        ([], "no model: pass --checkpoint"),
         (["--checkpoint", "missing.pt"], "checkpoint not found"),
-        (["--random-weights", "tiny", "--int8"], "calibration data absent"),
+        (["--random-weights", "tiny", "--int8", "--calib-size", "513"], "the bundled set has 512 training poses < "),
         (["--random-weights", "tiny", "--int8", "--calib-data", "CALIB", "--calib-size", "64"], "too small"),
         (["--random-weights", "tiny", "--batch", "8,1,64"], "--batch"),
         (["--random-weights", "tiny", "--trt-version", "8.6"], "not supported"),
@@ -74,6 +75,19 @@ def test_bad_input_clear_message_nothing_written(tmp_path, capsys, args, message
     out = tmp_path / "out"
     assert main([*args, "--out", str(out)]) == EXIT_BAD_INPUT
     assert message in capsys.readouterr().err
+    assert _files(out) == []
+
+
+def test_without_bundled_model_or_calibration_set_the_message_says_what_to_pass(tmp_path, capsys, monkeypatch):
+    import export.pipeline as pipeline
+
+    monkeypatch.setattr(pipeline, "bundled_checkpoint", lambda: None)
+    monkeypatch.setattr(pipeline, "bundled_calibration_path", lambda: None)
+    out = tmp_path / "out"
+    assert main(["--int8", "--out", str(out)]) == EXIT_BAD_INPUT
+    assert "no model: pass --checkpoint PATH" in capsys.readouterr().err
+    assert main(["--random-weights", "tiny", "--int8", "--out", str(out)]) == EXIT_BAD_INPUT
+    assert "calibration data absent" in capsys.readouterr().err
     assert _files(out) == []
 
 
@@ -103,3 +117,6 @@ def test_checkpoint_export_carries_model_hash(tmp_path, capsys):
     meta = {p.key: p.value for p in onnx.load(str(out / "lift.onnx")).metadata_props}
     assert meta["hipart.model_hash"] == model_hash(model)
     assert "data version test" in capsys.readouterr().err
+    man = json.loads((out / "manifest.json").read_text())
+    assert man["model_hash"] == model_hash(model) and man["artifacts"]["lift.fp32"]["model_hash"] == model_hash(model)
+    assert man["model_source"].startswith(f"checkpoint {ckpt}")
