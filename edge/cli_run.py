@@ -28,7 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--backend", default="torch", choices=[*BACKENDS, "auto"], help="HiPART backend (default torch)")
     p.add_argument("--artifacts",
-                   help="hipart-export folder, read through its manifest.json (default $HIPART_ARTIFACTS or ./exported)")
+                   help="hipart-export folder, read via its manifest.json (default $HIPART_ARTIFACTS or ./exported)")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N (default: cuda when available)")
     p.add_argument("--checkpoint", help="HiPART checkpoint .pt (default: the bundled one; random weights if none)")
     p.add_argument("--config", default="paper", choices=["paper", "tiny"], help="model size when no checkpoint exists")
