@@ -41,6 +41,19 @@ def lifter_table(root: Path) -> str:
     return markdown_table(rows, list(rows[0]))
 
 
+def budget_table(root: Path, name: str = "lifter_budget_cpu.json") -> str:
+    """Lifters at equal CPU time (benchmarks/lifter_budget.py): val, test and inference GFLOPs per pose."""
+    res = _load(root, name)
+    if not res:
+        return "not run"
+    rows = [{"candidate": k, "input": r["input"], "params": f"{r['params']:,}",
+             "steps x batch": f"{r['steps']} x {r['batch']}",
+             "val MPJPE mm": r["val_mpjpe_mm"], "test MPJPE mm": r["test_mpjpe_mm"],
+             "test PA-MPJPE mm": r["test_pa_mpjpe_mm"], "GFLOPs/pose (total)": r["total_gflops"]}
+            for k, r in res["rows"].items()]  # fmt: skip
+    return markdown_table(rows, list(rows[0]))
+
+
 def generator_table(root: Path) -> str:
     """Paper Table 4: generator framework / order."""
     rows = []
@@ -70,9 +83,9 @@ def tokenizer_table(root: Path) -> str:
     return markdown_table(rows, list(rows[0]))
 
 
-def sweep_table(root: Path, kind: str) -> str:
+def sweep_table(root: Path, kind: str, prefix: str = "sweep") -> str:
     """Paper Table 7 protocol: MPJPE under mask / crop occlusion, hierarchy vs sparse-only lifter."""
-    h, s = _load(root, f"sweep_{kind}_hierarchy.json"), _load(root, f"sweep_{kind}_sparse.json")
+    h, s = _load(root, f"{prefix}_{kind}_hierarchy.json"), _load(root, f"{prefix}_{kind}_sparse.json")
     if not h or not s:
         return f"(sweep {kind}: not run)"
     rows = []
@@ -173,11 +186,15 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--results", type=Path, default=Path(__file__).parent / "results")
     a = p.parse_args()
+    print(f"## Lifters at equal CPU time\n\n{budget_table(a.results)}\n")
+    for f in ("lifter_final_hier.json", "lifter_final_sparse.json"):
+        print(f"## Final lifters ({f})\n\n{budget_table(a.results, f)}\n")
     for title, fn in (("Table 5 — lifter input", lifter_table), ("Table 4 — generator", generator_table),
                       ("Table 3 — tokenizer", tokenizer_table)):  # fmt: skip
         print(f"## {title}\n\n{fn(a.results)}\n")
     for kind in ("mask", "crop"):
-        print(f"## Table 7 — {kind}\n\n{sweep_table(a.results, kind)}\n")
+        print(f"## Table 7 — {kind}, edge model (session 4)\n\n{sweep_table(a.results, kind, 'sweep_edge')}\n")
+        print(f"## Table 7 — {kind}, session 2 model\n\n{sweep_table(a.results, kind)}\n")
     print(f"## Temporal (H2OT) on the single-frame lifter\n\n{lifter_temporal_tables(a.results)}\n")
     print(f"## Temporal (H2OT), from scratch (session 2)\n\n{temporal_table(a.results)}\n")
     print(f"## Temporal cost\n\n{temporal_cost_table(a.results)}\n")
