@@ -99,9 +99,9 @@ def train_one(name: str, train: InMemorySplit, val: InMemorySplit, minutes: floa
         el += time.perf_counter() - t0
         if el >= next_eval or el >= budget:
             v = score(lifter, probe, n)[0]
-            log.append({"sec": round(el), "step": step, "train_mm": round(float(loss) * 1000, 1),
+            log.append({"sec": round(el), "step": step, "train_mm": round(loss.item() * 1000, 1),
                         "val_probe_mm": round(v, 1)})
-            print(f"  {name}: {el:5.0f}s step {step:6d} train {float(loss) * 1000:6.1f} val {v:6.1f} mm", flush=True)
+            print(f"  {name}: {el:5.0f}s step {step:6d} train {loss.item() * 1000:6.1f} val {v:6.1f} mm", flush=True)
             if v < best:
                 best, best_state = v, {k: t.clone() for k, t in lifter.state_dict().items()}
             next_eval = el + budget / 12

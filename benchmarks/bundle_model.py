@@ -1,0 +1,53 @@
+"""Write a trained HiPART as the bundled default: float16 `hipart/assets/hipart_default.pt` + its JSON sidecar.
+
+  python benchmarks/bundle_model.py --checkpoint runs/edge/final/hipart.pt --budget "..." \
+      --command "bash benchmarks/train_edge.sh" [--eval-json benchmarks/results/eval_edge_test.json]
+
+The sidecar records the config, data version, model hash (of the float16 weights as stored), the commands and,
+when given, the test metrics of `hipart-eval` run on the bundled file itself (run it after this script, then
+rerun with --eval-json to record them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from hipart.checkpoint import load_checkpoint, model_hash, save_checkpoint
+
+ASSETS = Path(__file__).resolve().parents[1] / "hipart" / "assets"
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--checkpoint", type=Path, required=True)
+    p.add_argument("--budget", default="", help="one line: what training it got")
+    p.add_argument("--command", action="append", default=[], help="a command that made it (repeatable)")
+    p.add_argument("--eval-json", type=Path, help="hipart-eval --json of the bundled file on the test subjects")
+    p.add_argument("--extra", type=Path, help="a JSON file of further sidecar fields (merged)")
+    a = p.parse_args()
+    model, meta = load_checkpoint(a.checkpoint)
+    out = ASSETS / "hipart_default.pt"
+    if a.eval_json is None:
+        save_checkpoint(out, model, meta.get("data_version"), {"source": str(a.checkpoint)}, half=True)
+    bundled, bmeta = load_checkpoint(out)
+    side = {
+        "checkpoint": out.name, "size_bytes": out.stat().st_size, "model_hash": model_hash(bundled),
+        "weights_dtype": "float16", "data_version": bmeta.get("data_version"),
+        "dataset": "hipart-data build --bvh-dir ../shared/data/cmu_bvh --out data/cmu_lab --cameras lab --seed 0",
+        "train_commands": a.command, "budget": a.budget, "config": bundled.config.to_dict(),
+        "eval_command": "hipart-eval --checkpoint hipart/assets/hipart_default.pt --data data/cmu_lab --split test "
+                        "--input-2d det --subsample 4",
+        "test_subjects": ["05", "08", "13"],
+    }  # fmt: skip
+    if a.eval_json is not None:
+        side["metrics_test"] = json.loads(a.eval_json.read_text())["results"][0]
+    if a.extra is not None:
+        side.update(json.loads(a.extra.read_text()))
+    (ASSETS / "hipart_default.json").write_text(json.dumps(side, indent=1) + "\n")
+    print(f"bundled {out} ({side['size_bytes'] / 1e6:.1f} MB, hash {side['model_hash']})")
+
+
+if __name__ == "__main__":
+    main()
