@@ -5,7 +5,9 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-# Loaded on first use, so `import edge.<module>` stays light (the Estimator pulls in torch).
+# Loaded on first use, so `import edge.<module>` stays light. `import edge`, the Estimator and the onnxruntime /
+# TensorRT backends import no torch (docs/DEPLOY.md, torch-free deployment); the torch and triton backends,
+# `load_model` and the temporal stage do.
 _EXPORTS = {
     "Estimator": "edge.estimator",
     "FrameResult": "edge.estimator",

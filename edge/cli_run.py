@@ -26,7 +26,13 @@ def build_parser() -> argparse.ArgumentParser:
         "'sample' (bundled synthetic walk as keypoints; default), 'sample-video' (the walk as 640x480 video) or "
         "'sample-clip' (test-subject mocap clip rendered on the Anny body, with ground truth)",
     )
-    p.add_argument("--backend", default="torch", choices=[*BACKENDS, "auto"], help="HiPART backend (default torch)")
+    p.add_argument(
+        "--backend",
+        default="auto",
+        choices=[*BACKENDS, "auto"],
+        help="HiPART backend; auto (default): the fastest available here -- tensorrt, triton, onnxruntime "
+        "(when --artifacts holds an export of the model in use), else torch; the pick is printed",
+    )
     p.add_argument("--artifacts",
                    help="hipart-export folder, read via its manifest.json (default $HIPART_ARTIFACTS or ./exported)")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N (default: cuda when available)")

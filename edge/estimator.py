@@ -11,6 +11,8 @@ optionally smooths or temporally lifts the 3D, and converts dense / fine back to
 
 `edge.pipeline.Pipeline` runs the same two steps (`prepare`, then the batched `lift`) in its detect and HiPART
 threads.
+
+Imports no torch (numpy only): with the onnxruntime or TensorRT backend the whole path runs without it.
 """
 
 from __future__ import annotations

@@ -17,21 +17,33 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from edge.estimator import FrameResult, lift_input
 from edge.occlusion import DEFAULT_MIN_CONF
 from hipart import skeleton
-from hipart.checkpoint import CheckpointError, bundled_temporal_checkpoint, load_checkpoint
-from hipart.models.temporal import TemporalLifter
 
+if TYPE_CHECKING:
+    from hipart.models.temporal import TemporalLifter
+
+# torch is imported on use (the stage is built only with --temporal), so `edge.run` / `edge.pipeline` stay torch-free.
 MODES = ("causal", "centred", "seq2seq")
+
+
+def bundled_temporal_checkpoint() -> Path | None:
+    """hipart.checkpoint.bundled_temporal_checkpoint, imported on use (it imports torch)."""
+    from hipart.checkpoint import bundled_temporal_checkpoint as bundled
+
+    return bundled()
 
 
 def load_temporal(path: str | os.PathLike) -> TemporalLifter:
     """A trained temporal lifter from its checkpoint, or the bundled one for "default" (CheckpointError otherwise)."""
+    from hipart.checkpoint import CheckpointError, load_checkpoint
+
     if str(path) == "default":
         path = bundled_temporal_checkpoint()
         if path is None:
@@ -64,7 +76,7 @@ class TemporalStage:
     def reset(self) -> None:
         """Forget the buffered frames (the next frame starts a new warm-up)."""
         self._x: np.ndarray | None = None  # [P, T, N, 2]
-        self._tokens: torch.Tensor | None = None  # [P, T, n, C]
+        self._tokens: Any = None  # torch.Tensor [P, T, n, C]
         self._t: float | None = None
 
     # -- one frame -------------------------------------------------------------------------------------
@@ -83,29 +95,33 @@ class TemporalStage:
         return (self._x is not None and self._x.shape[0] == persons and self._t is not None
                 and self._t < t <= self._t + self.max_gap_s)  # fmt: skip
 
-    @torch.no_grad()
     def step(self, x: np.ndarray, t: float) -> np.ndarray:
         """Push frame x [P, N, 2] taken at time t (s); return the temporal 3D poses [P, 17, 3] (causal/centred)."""
-        xt = torch.from_numpy(np.ascontiguousarray(x, np.float32))[:, None]  # [P, 1, N, 2]
-        tok = self.model.frame_tokens(xt)
-        if not self._continues(x.shape[0], t):
-            if self._x is not None:
-                self.resets += 1
-            self._x = np.repeat(xt.numpy(), self.frames, axis=1)
-            self._tokens = tok.repeat(1, self.frames, 1, 1)
-        else:
-            self._x = np.concatenate([self._x[:, 1:], xt.numpy()], 1)
-            self._tokens = torch.cat([self._tokens[:, 1:], tok], 1)
-        self._t = t
-        out = self.model.forward_frame(torch.from_numpy(self._x), self.out_index, tokens=self._tokens)
+        import torch
+
+        with torch.no_grad():
+            xt = torch.from_numpy(np.ascontiguousarray(x, np.float32))[:, None]  # [P, 1, N, 2]
+            tok = self.model.frame_tokens(xt)
+            if not self._continues(x.shape[0], t):
+                if self._x is not None:
+                    self.resets += 1
+                self._x = np.repeat(xt.numpy(), self.frames, axis=1)
+                self._tokens = tok.repeat(1, self.frames, 1, 1)
+            else:
+                self._x = np.concatenate([self._x[:, 1:], xt.numpy()], 1)
+                self._tokens = torch.cat([self._tokens[:, 1:], tok], 1)
+            self._t = t
+            out = self.model.forward_frame(torch.from_numpy(self._x), self.out_index, tokens=self._tokens)
         return out.numpy().astype(np.float32)
 
-    @torch.no_grad()
     def lift_chunk(self, xs: list[np.ndarray]) -> list[np.ndarray]:
         """seq2seq: frames [P, N, 2] (1..T of them, one clip) -> their 3D poses, the window padded by the last frame."""
+        import torch
+
         n = len(xs)
         seq = np.stack(xs + [xs[-1]] * (self.frames - n), 1)  # [P, T, N, 2]
-        out = self.model.forward_sequence(torch.from_numpy(seq)).numpy().astype(np.float32)
+        with torch.no_grad():
+            out = self.model.forward_sequence(torch.from_numpy(seq)).numpy().astype(np.float32)
         return [out[:, i] for i in range(n)]
 
     # -- pipeline hook ------------------------------------------------------------------------------------

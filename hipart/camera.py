@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
-import numpy as np
-import torch
+import sys
+from typing import Any
 
-Array = np.ndarray | torch.Tensor
+import numpy as np
+
+Array = Any  # np.ndarray | torch.Tensor; torch is never imported here (the deploy path runs without it)
+
+
+def _is_tensor(x: Any) -> bool:
+    """True for a torch tensor; without importing torch (a tensor exists only if torch is already loaded)."""
+    torch_mod = sys.modules.get("torch")
+    return torch_mod is not None and isinstance(x, torch_mod.Tensor)
 
 
 def normalize_screen_coordinates(x_px: Array, w: float, h: float) -> Array:
@@ -13,7 +21,7 @@ def normalize_screen_coordinates(x_px: Array, w: float, h: float) -> Array:
     if x_px.shape[-1] != 2:
         raise ValueError(f"expected [..., 2] pixel coordinates, got shape {tuple(x_px.shape)}")
     offset = [1.0, h / w]
-    if isinstance(x_px, torch.Tensor):
+    if _is_tensor(x_px):
         return x_px / w * 2 - x_px.new_tensor(offset)
     return x_px / w * 2 - np.asarray(offset, dtype=x_px.dtype)
 
@@ -23,7 +31,7 @@ def image_coordinates(x_norm: Array, w: float, h: float) -> Array:
     if x_norm.shape[-1] != 2:
         raise ValueError(f"expected [..., 2] normalised coordinates, got shape {tuple(x_norm.shape)}")
     offset = [1.0, h / w]
-    if isinstance(x_norm, torch.Tensor):
+    if _is_tensor(x_norm):
         return (x_norm + x_norm.new_tensor(offset)) * w / 2
     return (x_norm + np.asarray(offset, dtype=x_norm.dtype)) * w / 2
 

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from edge.occlusion import DEFAULT_MIN_CONF, mask_low_confidence
 from hipart import skeleton
+
+if TYPE_CHECKING:
+    from export.manifest import ExpectedModel
 
 
 class BackendError(RuntimeError):
@@ -87,10 +91,30 @@ class Backend:
         self.min_conf = min_conf
         self.device = "cpu"
 
+    needs_model = False  # True: runs the PyTorch module (a checkpoint); False: runs exported artifacts
+
     @classmethod
-    def availability(cls) -> tuple[bool, str]:
-        """(True, '') when this backend can run here, else (False, reason)."""
+    def availability(
+        cls, artifacts: str | os.PathLike | None = None, expected: ExpectedModel | None = None,
+        precision: str | None = None,
+    ) -> tuple[bool, str]:  # fmt: skip
+        """(True, '') when this backend can run here (with these artifacts, when given), else (False, reason)."""
         return True, ""
+
+    @classmethod
+    def create(
+        cls,
+        model: Any = None,
+        artifacts: str | os.PathLike | None = None,
+        device: str = "auto",
+        model_hash: str = "unknown",
+        min_conf: float = DEFAULT_MIN_CONF,
+        threads: int | None = None,
+        precision: str | None = None,
+        expected: ExpectedModel | None = None,
+    ) -> Backend:
+        """Build from the registry's common arguments (`edge.backends.create_backend`); each backend takes its own."""
+        raise NotImplementedError(f"{cls.__name__} cannot be built through the registry")
 
     def infer(self, x_s: np.ndarray) -> Result:
         """Pure model call: x_s [B,17,2] normalised and already masked -> Result (B = 0 allowed); no masking here."""

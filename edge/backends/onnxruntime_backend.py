@@ -76,6 +76,39 @@ class OnnxRuntimeBackend(Backend):
 
     name = "onnxruntime"
 
+    @classmethod
+    def availability(
+        cls, artifacts: str | os.PathLike | None = None, expected: ExpectedModel | None = None,
+        precision: str | None = None,
+    ) -> tuple[bool, str]:  # fmt: skip
+        """Needs onnxruntime and, when `artifacts` is given, the FP32 ONNX files its manifest names for `expected`."""
+        try:
+            _import_ort()
+        except BackendUnavailable as e:
+            return False, str(e)
+        if artifacts is not None:
+            try:
+                find_artifacts(artifacts, expected)
+            except BackendError as e:
+                return False, str(e)
+        return True, ""
+
+    @classmethod
+    def create(
+        cls,
+        model: Any = None,
+        artifacts: str | os.PathLike | None = None,
+        device: str = "auto",
+        model_hash: str = "unknown",
+        min_conf: float = DEFAULT_MIN_CONF,
+        threads: int | None = None,
+        precision: str | None = None,
+        expected: ExpectedModel | None = None,
+    ) -> OnnxRuntimeBackend:
+        """The registry's builder ('auto' device: the CUDA EP when onnxruntime has it); `model` is not used."""
+        return cls(artifacts, device=device, threads=threads, model_hash=model_hash, min_conf=min_conf,
+                   expected=expected)  # fmt: skip
+
     def __init__(
         self,
         artifacts: str | os.PathLike,

@@ -1,18 +1,60 @@
-"""Backends by name, what is available here, and `auto` (the fastest available, with the reason)."""
+"""Backends by name (a table of classes), what is available here, and `auto` (the fastest available, with the reason).
+
+Each backend is a `Backend` subclass with `availability(artifacts, expected, precision)` and `create(...)`
+classmethods; the table below names the class and what it needs before its module may even be imported. Classes
+are imported on use: the onnxruntime and TensorRT modules import no torch, and `auto` checks the cheap needs
+(packages present, a CUDA device via the driver) first, so choosing an artifact backend never imports torch.
+"""
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from edge.backends.base import Backend, BackendError, BackendUnavailable
+from edge.backends.cuda_probe import cuda_available
 from edge.occlusion import DEFAULT_MIN_CONF
 from export.manifest import ExpectedModel, default_dir
 
-BACKENDS = ("torch", "onnxruntime", "triton", "tensorrt")
+
+@dataclass(frozen=True)
+class BackendSpec:
+    """One row of the table: the class (imported on use) and what it needs before it is worth importing."""
+
+    cls: str  # "module:Class"
+    packages: tuple[str, ...] = ()  # Python packages the module imports at load time
+    cuda: bool = False  # needs a CUDA device (checked through the driver, without torch)
+    probe: dict[str, Any] = field(default_factory=dict)  # extra arguments the registry passes to availability()
+
+
+REGISTRY: dict[str, BackendSpec] = {
+    "torch": BackendSpec("edge.backends.torch_backend:TorchBackend", ("torch",)),
+    "onnxruntime": BackendSpec("edge.backends.onnxruntime_backend:OnnxRuntimeBackend"),
+    "triton": BackendSpec("edge.backends.triton_backend:TritonBackend", ("torch", "triton"), cuda=True,
+                          probe={"allow_interpreter": False}),  # the CPU interpreter is for tests only
+    "tensorrt": BackendSpec("edge.backends.tensorrt_backend:TensorRTBackend", ("tensorrt",), cuda=True),
+}  # fmt: skip
+BACKENDS = tuple(REGISTRY)
 # Fastest first: what `auto` tries. Engines beat fused kernels beat ORT beat eager torch.
 AUTO_ORDER = ("tensorrt", "triton", "onnxruntime", "torch")
+# Backends that run exported artifacts, not the PyTorch module: they need no checkpoint loaded (and no torch).
+ARTIFACT_BACKENDS = tuple(n for n in BACKENDS if n in ("onnxruntime", "tensorrt"))
+
+
+def _spec(name: str) -> BackendSpec:
+    if name not in REGISTRY:
+        raise ValueError(f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)} or auto")
+    return REGISTRY[name]
+
+
+def backend_class(name: str) -> type[Backend]:
+    """The Backend subclass registered under `name` (its module imported now)."""
+    module, _, cls = _spec(name).cls.partition(":")
+    return getattr(importlib.import_module(module), cls)
 
 
 def default_artifacts_dir() -> Path:
@@ -22,22 +64,33 @@ def default_artifacts_dir() -> Path:
 
 def expected_model(loaded: Any) -> ExpectedModel | None:
     """What artifacts must have been exported from: the checkpoint or bundled model in use; None for random weights."""
-    if loaded is None or not getattr(loaded, "trained", False):
+    if loaded is None or not getattr(loaded, "trained", False) or loaded.model_hash in ("", "unknown"):
         return None
-    from hipart.checkpoint import bundled_checkpoint
+    from edge.weights import is_bundled
 
-    bundled = bundled_checkpoint()
-    is_bundled = bundled is not None and Path(loaded.source).resolve() == bundled.resolve()
-    return ExpectedModel(loaded.model_hash, "the bundled model" if is_bundled else f"checkpoint {loaded.source}")
+    label = "the bundled model" if is_bundled(loaded) else f"checkpoint {loaded.source}"
+    return ExpectedModel(loaded.model_hash, label)
 
 
-def _cuda() -> bool:
-    try:
-        import torch
+def _missing_package(spec: BackendSpec) -> str | None:
+    """The first package of the backend's that is not installed (found without importing it), or None."""
+    for pkg in spec.packages:
+        try:
+            if importlib.util.find_spec(pkg) is None:
+                return pkg
+        except (ImportError, ValueError):  # a broken or stubbed package counts as absent
+            return pkg
+    return None
 
-        return torch.cuda.is_available()
-    except ImportError:
-        return False
+
+def _unmet(name: str, spec: BackendSpec) -> str | None:
+    """Why the cheap needs of a backend (packages, a CUDA device) are not met here; None when they are."""
+    missing = _missing_package(spec)
+    if missing:
+        return f"{name} backend: the `{missing}` package is not installed"
+    if spec.cuda and not cuda_available():
+        return f"{name} backend: needs a CUDA GPU (none visible)"
+    return None
 
 
 def availability(
@@ -47,38 +100,12 @@ def availability(
     precision: str | None = None,
 ) -> tuple[bool, str]:
     """(ok, reason) for one backend on this machine with these artifacts (found through their manifest)."""
+    spec = _spec(name)
+    why = _unmet(name, spec)
+    if why:
+        return False, why
     art = Path(artifacts) if artifacts else default_artifacts_dir()
-    if name == "torch":
-        return True, ""
-    if name == "onnxruntime":
-        try:
-            import onnxruntime  # noqa: F401
-        except ImportError:
-            return False, "onnxruntime is not installed"
-        from edge.backends.onnxruntime_backend import find_artifacts
-
-        try:
-            find_artifacts(art, expected)
-        except BackendError as e:
-            return False, str(e)
-        return True, ""
-    if name == "triton":
-        from edge.backends.triton_backend import TritonBackend
-
-        return TritonBackend.availability(allow_interpreter=False)  # the interpreter is for tests only
-    if name == "tensorrt":
-        from edge.backends.tensorrt_backend import TensorRTBackend, _gpu_identity, _import_trt, select_engine
-
-        ok, why = TensorRTBackend.availability()
-        if not ok:
-            return ok, why
-        gpu, cc = _gpu_identity()
-        try:
-            select_engine(art, precision, (gpu or "", cc or "", _import_trt().__version__), expected)
-        except BackendError as e:
-            return False, str(e)
-        return True, ""
-    raise ValueError(f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)} or auto")
+    return backend_class(name).availability(art, expected, precision, **spec.probe)
 
 
 def available_backends(
@@ -88,16 +115,27 @@ def available_backends(
     return {name: availability(name, artifacts, expected) for name in BACKENDS}
 
 
+def _short(name: str, why: str) -> str:
+    """'onnxruntime: no manifest.json ...' from 'onnxruntime backend: no manifest.json ...', on one line."""
+    why = " ".join(why.split()).removeprefix(f"{name} backend: ")
+    return f"{name}: {why[:300] + '...' if len(why) > 300 else why}"
+
+
 def resolve_auto(artifacts: str | os.PathLike | None = None, expected: ExpectedModel | None = None) -> tuple[str, str]:
-    """(backend name, explanation) for `--backend auto`."""
+    """(backend name, one-line notice) for `--backend auto`: the first available of AUTO_ORDER.
+
+    The notice names the pick and, when faster backends were passed over, why (the fallback). On a CPU machine:
+    onnxruntime when the artifacts folder holds an export of the model in use, else torch."""
     skipped = []
     for name in AUTO_ORDER:
         ok, why = availability(name, artifacts, expected)
         if ok:
-            note = f"auto picked {name!r} (fastest available"
-            return name, note + (f"; skipped: {'; '.join(skipped)})" if skipped else ")")
-        skipped.append(why)
-    return "torch", "auto picked 'torch'"
+            break
+        skipped.append(_short(name, why))
+    else:
+        name = "torch"  # nothing available: torch's own error (not installed) is the clearest one
+    note = f"auto picked {name!r}"
+    return name, note + (f" (fastest available here; skipped {'; '.join(skipped)})" if skipped else " (the fastest)")
 
 
 def create_backend(
@@ -114,30 +152,12 @@ def create_backend(
     """Build a backend by name ('auto' resolves first); raises BackendError/BackendUnavailable with a reason."""
     if name == "auto":
         name, _ = resolve_auto(artifacts, expected)
-    if name not in BACKENDS:
-        raise ValueError(f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)} or auto")
+    spec = _spec(name)  # ValueError for an unknown name, before anything is imported
+    missing = _missing_package(spec)
+    if missing:
+        raise BackendUnavailable(f"{name} backend: the `{missing}` package is not installed")
     art = Path(artifacts) if artifacts else default_artifacts_dir()
-    if device == "auto" and name != "onnxruntime":  # onnxruntime resolves "auto" from its own providers
-        device = "cuda" if _cuda() else "cpu"
-    if name in ("torch", "triton") and model is None:
+    cls = backend_class(name)
+    if cls.needs_model and model is None:
         raise BackendError(f"{name} backend needs the PyTorch model (a checkpoint)")
-    if name == "torch":
-        from edge.backends.torch_backend import TorchBackend
-
-        return TorchBackend(model, device=device, model_hash=model_hash, min_conf=min_conf)
-    if name == "triton":
-        from edge.backends.triton_backend import TritonBackend
-
-        return TritonBackend(model, device=None, model_hash=model_hash, min_conf=min_conf)
-    if name == "onnxruntime":
-        from edge.backends.onnxruntime_backend import OnnxRuntimeBackend
-
-        return OnnxRuntimeBackend(
-            art, device=device, threads=threads, model_hash=model_hash, min_conf=min_conf, expected=expected
-        )
-    from edge.backends.tensorrt_backend import TensorRTBackend
-
-    ok, why = TensorRTBackend.availability()
-    if not ok:
-        raise BackendUnavailable(why)
-    return TensorRTBackend(art, model_hash=model_hash, min_conf=min_conf, precision=precision, expected=expected)
+    return cls.create(model, art, device, model_hash, min_conf, threads, precision, expected)

@@ -1,6 +1,8 @@
 """TensorRT backend: runs engines built by `hipart-export` (TensorRT 10/11 named-tensor API).
 
-Device buffers come from pycuda when installed, else cuda-python, else torch CUDA tensors.
+Device buffers come from pycuda when installed, else cuda-python, else torch CUDA tensors; the GPU's name and
+compute capability come from the CUDA driver (edge/backends/cuda_probe.py), so with pycuda or cuda-python the
+backend runs without torch.
 The engine is chosen by name from the folder's manifest.json (export/manifest.py) for this GPU and TensorRT
 version; its JSON sidecar is then checked by export/engine_cache.verify_sidecar (model hash, GPU name, compute
 capability, TensorRT version, precision): a mismatch with this machine is a clear error, never a crash.
@@ -17,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from edge.backends.base import Backend, BackendError, BackendUnavailable, Result
+from edge.backends.cuda_probe import gpu_identity
 from edge.backends.onnxruntime_backend import _ALIASES
 from edge.occlusion import DEFAULT_MIN_CONF
 from export.engine_cache import SIDECAR_SUFFIX, EngineKey, EngineMismatchError, verify_sidecar
@@ -183,16 +186,9 @@ def device_buffers() -> Any:
 
 
 def _gpu_identity() -> tuple[str | None, str | None]:
-    """(GPU name, compute capability 'M.m') of CUDA device 0, as export/ records them; (None, None) without CUDA."""
-    try:
-        import torch
-
-        if torch.cuda.is_available():
-            major, minor = torch.cuda.get_device_capability(0)
-            return torch.cuda.get_device_name(0), f"{major}.{minor}"
-    except ImportError:
-        pass
-    return None, None
+    """(GPU name, compute capability 'M.m') of CUDA device 0, as export/ records them; (None, None) without CUDA.
+    Through the CUDA driver, not torch (`edge.backends.cuda_probe`): the TensorRT path runs without torch."""
+    return gpu_identity()
 
 
 def select_engine(
@@ -237,15 +233,42 @@ class TensorRTBackend(Backend):
     name = "tensorrt"
 
     @classmethod
-    def availability(cls) -> tuple[bool, str]:
-        """Needs the tensorrt package and a CUDA device."""
+    def availability(
+        cls, artifacts: str | os.PathLike | None = None, expected: ExpectedModel | None = None,
+        precision: str | None = None,
+    ) -> tuple[bool, str]:  # fmt: skip
+        """Needs the tensorrt package, a CUDA device and, when `artifacts` is given, an engine there for this GPU."""
         try:
-            _import_trt()
+            trt = _import_trt()
         except BackendUnavailable as e:
             return False, str(e)
-        if _gpu_identity()[0] is None:
+        gpu, cc = _gpu_identity()
+        if gpu is None:
             return False, "tensorrt backend: no CUDA device visible"
+        if artifacts is not None:
+            try:
+                select_engine(artifacts, precision, (gpu, cc or "", trt.__version__), expected)
+            except BackendError as e:
+                return False, str(e)
         return True, ""
+
+    @classmethod
+    def create(
+        cls,
+        model: Any = None,
+        artifacts: str | os.PathLike | None = None,
+        device: str = "auto",
+        model_hash: str = "unknown",
+        min_conf: float = DEFAULT_MIN_CONF,
+        threads: int | None = None,
+        precision: str | None = None,
+        expected: ExpectedModel | None = None,
+    ) -> TensorRTBackend:
+        """The registry's builder: the engine for this GPU from `artifacts` (device 0; `model`, `device` unused)."""
+        ok, why = cls.availability()
+        if not ok:
+            raise BackendUnavailable(why)
+        return cls(artifacts, model_hash=model_hash, min_conf=min_conf, precision=precision, expected=expected)
 
     def __init__(
         self,

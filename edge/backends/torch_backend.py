@@ -21,6 +21,24 @@ class TorchBackend(Backend):
     """HiPART in PyTorch eager mode; the reference every other backend is tested against."""
 
     name = "torch"
+    needs_model = True
+
+    @classmethod
+    def create(
+        cls,
+        model: Any = None,
+        artifacts: Any = None,
+        device: str = "auto",
+        model_hash: str = "unknown",
+        min_conf: float = DEFAULT_MIN_CONF,
+        threads: int | None = None,
+        precision: str | None = None,
+        expected: Any = None,
+    ) -> TorchBackend:
+        """The registry's builder: the model on `device` ('auto': CUDA when torch sees it, else CPU)."""
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        return cls(model, device=device, model_hash=model_hash, min_conf=min_conf)
 
     def __init__(
         self,

@@ -43,7 +43,9 @@ class TritonBackend(TorchBackend):
     name = "triton"
 
     @classmethod
-    def availability(cls, allow_interpreter: bool = True) -> tuple[bool, str]:
+    def availability(
+        cls, artifacts: Any = None, expected: Any = None, precision: str | None = None, allow_interpreter: bool = True
+    ) -> tuple[bool, str]:
         """Needs the triton package, kernels/ and CUDA (or Triton's CPU interpreter when allowed)."""
         try:
             _decoder_class()
@@ -52,6 +54,21 @@ class TritonBackend(TorchBackend):
         if torch.cuda.is_available() or (allow_interpreter and _interpreting()):
             return True, ""
         return False, "triton backend: needs a CUDA GPU (torch.cuda.is_available() is False)"
+
+    @classmethod
+    def create(
+        cls,
+        model: Any = None,
+        artifacts: Any = None,
+        device: str = "auto",
+        model_hash: str = "unknown",
+        min_conf: float = DEFAULT_MIN_CONF,
+        threads: int | None = None,
+        precision: str | None = None,
+        expected: Any = None,
+    ) -> TritonBackend:
+        """The registry's builder: CUDA when present, else the CPU interpreter (tests); `device` is not used."""
+        return cls(model, device=None, model_hash=model_hash, min_conf=min_conf)
 
     def __init__(
         self,

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from edge.backends import BackendError, Result, create_backend
+from edge.backends import BACKENDS, BackendError, Result, create_backend
 from edge.backends.registry import availability, available_backends, default_artifacts_dir, resolve_auto
 from edge.backends.tensorrt_backend import TensorRTBackend, select_engine
 from edge.backends.triton_backend import TritonBackend
@@ -59,6 +59,24 @@ def test_registry_auto_and_unknown(tmp_path):
     assert avail["onnxruntime"][0] is False and "hipart.onnx" in avail["onnxruntime"][1]
     with pytest.raises(ValueError, match="unknown backend"):
         create_backend("tflite")
+
+
+def test_registry_is_a_table_of_backend_classes(tmp_path, tiny_model):
+    from edge.backends import Backend
+    from edge.backends.registry import ARTIFACT_BACKENDS, REGISTRY, backend_class
+
+    assert BACKENDS == tuple(REGISTRY) == ("torch", "onnxruntime", "triton", "tensorrt")
+    for name in BACKENDS:
+        cls = backend_class(name)
+        assert issubclass(cls, Backend) and cls.name == name and cls.needs_model == (name not in ARTIFACT_BACKENDS)
+        ok, why = availability(name, tmp_path)
+        assert ok == (why == "") and (ok or why.startswith(f"{name} backend"))
+    assert create_backend("torch", tiny_model, device="cpu").name == "torch"
+    with pytest.raises(BackendError, match="torch backend needs the PyTorch model"):
+        create_backend("torch")
+    name, note = resolve_auto(tmp_path)  # nothing exported there, no GPU: torch, with every skipped reason on a line
+    if name == "torch":
+        assert "\n" not in note and "skipped tensorrt: " in note and "; onnxruntime: no manifest.json" in note
 
 
 def _export_hipart_onnx(model, out_dir, model_hash):

@@ -235,7 +235,8 @@ def test_one_builder_and_one_detector_rule(tmp_path, loaded, walk_px):
     np.savez(tmp_path / "k.npz", keypoints=walk_px[:3], format="h36m17")
     assert not needs_detector(open_source(str(tmp_path / "k.npz")))
     assert needs_detector(open_source(str(sample_path(video=True))))
-    opts = RunOptions(source=str(tmp_path / "k.npz"), poses=[str(tmp_path / "o.jsonl")], min_conf=0.5, smooth=True)
+    opts = RunOptions(source=str(tmp_path / "k.npz"), poses=[str(tmp_path / "o.jsonl")], min_conf=0.5, smooth=True,
+                      backend="torch")  # fmt: skip
     with build_runtime(opts, loaded) as rt:
         est = rt.estimator
         assert est.detector is None and est.min_conf == 0.5 and est.smoothing is not None

@@ -215,7 +215,13 @@ def test_unwritable_output_is_refused_before_running(tmp_path):
         VideoSink(tmp_path / "out.gif")
 
 
-def test_cli_default_run_on_sample_with_banner(tmp_path, capsys, monkeypatch):
+@pytest.fixture
+def fresh_clone(tmp_path, monkeypatch):
+    """No exported artifacts anywhere (as on a fresh clone): --backend auto, the default, falls back to torch."""
+    monkeypatch.setenv("HIPART_ARTIFACTS", str(tmp_path / "no-exports"))
+
+
+def test_cli_default_run_on_sample_with_banner(tmp_path, capsys, monkeypatch, fresh_clone):
     import hipart.checkpoint
 
     monkeypatch.setattr(hipart.checkpoint, "bundled_checkpoint", lambda: None)  # as if none were bundled
@@ -224,10 +230,13 @@ def test_cli_default_run_on_sample_with_banner(tmp_path, capsys, monkeypatch):
     err = capsys.readouterr().err
     assert rc == 0, err
     assert "UNTRAINED weights" in err and "5 written" in err
+    notice = next(line for line in err.splitlines() if line.startswith("auto picked"))  # one line: pick + fallback
+    assert notice.startswith("auto picked 'torch' (fastest available here; skipped tensorrt: ")
+    assert "onnxruntime: no manifest.json" in notice and "backend: torch on cpu" in err
     assert len(_lines(out)) == 5 and _video_frames(tmp_path / "o.mp4") == 5
 
 
-def test_cli_bad_inputs_give_clear_messages_and_keep_files(tmp_path, capsys):
+def test_cli_bad_inputs_give_clear_messages_and_keep_files(tmp_path, capsys, fresh_clone):
     keep = tmp_path / "keep.jsonl"
     keep.write_text('{"frame": 0}\n')
     rc = cli_run.main(["--source", str(tmp_path / "missing.mp4"), "--poses", str(keep)])
@@ -245,7 +254,7 @@ def test_cli_bad_inputs_give_clear_messages_and_keep_files(tmp_path, capsys):
         run_pipeline(RunOptions(config="tiny", backend="onnxruntime", artifacts=str(tmp_path), max_frames=1))
 
 
-def test_ctrl_c_flushes_outputs_and_exits_130(tmp_path):
+def test_ctrl_c_flushes_outputs_and_exits_130(tmp_path, fresh_clone):
     import os
     import signal
     import subprocess
@@ -268,7 +277,7 @@ def test_ctrl_c_flushes_outputs_and_exits_130(tmp_path):
     assert n >= 3 and _video_frames(vid) == n
 
 
-def test_failed_start_never_truncates_existing_outputs(tmp_path, capsys):
+def test_failed_start_never_truncates_existing_outputs(tmp_path, capsys, fresh_clone):
     old_j, old_n = tmp_path / "old.jsonl", tmp_path / "old.npz"
     old_j.write_text('{"frame": 0}\n')
     old_n.write_bytes(b"previous results")
