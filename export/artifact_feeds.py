@@ -12,12 +12,15 @@ from hipart.models.hipart import HiPART
 
 @torch.no_grad()
 def lift_points(model: HiPART, x_s: np.ndarray, batch: int = 256) -> np.ndarray:
-    """concat(x_s, dense, fine) [N, 161, 2] - the lifter's input for each pose."""
+    """The lifter's input for each pose, [N, 17 | 65 | 161, 2] as the model's lifter_input says (`HiPART.lift`)."""
+    if model.config.lifter_input == "sparse":
+        return np.ascontiguousarray(x_s, np.float32)  # no densify needed: the lifter sees the 17 joints only
     out = []
     for i in range(0, len(x_s), batch):
         x = torch.from_numpy(x_s[i : i + batch])
         d = model.densify(x)
-        out.append(torch.cat([x, d["dense"], d["fine"]], 1).numpy())
+        pts = [x, d["dense"]] if model.config.lifter_input == "dense" else [x, d["dense"], d["fine"]]
+        out.append(torch.cat(pts, 1).numpy())
     return np.concatenate(out)
 
 

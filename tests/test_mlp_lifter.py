@@ -52,3 +52,14 @@ def test_mlp_lifter_model_exports_with_parity(tmp_path):
     arts = export_all(model, tmp_path, "test", ("lift", "hipart"), parity=True)
     assert {a.name for a in arts} == {"lift", "hipart"}
     assert all(a.parity is not None and a.parity.ok() for a in arts), [a.parity for a in arts]
+
+
+def test_lift_feeds_follow_the_lifter_input():
+    from export.artifact_feeds import lift_points
+
+    x = (torch.rand(3, 17, 2) - 0.5).numpy()
+    for inp, n in (("sparse", 17), ("dense", 65), ("hierarchy", 161)):
+        model = HiPART(HiPARTConfig.tiny(inp)).eval()
+        pts = lift_points(model, x)
+        assert pts.shape == (3, n, 2)
+        np.testing.assert_array_equal(pts[:, :17], x)
