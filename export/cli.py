@@ -43,6 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fp16", action="store_true", help="mixed-precision FP16 ONNX (+ engine where TensorRT is)")
     p.add_argument("--int8", action="store_true", help="calibrate, Q/DQ, drift report, fallback, engine")
     p.add_argument("--calib-size", type=int, default=512, help="calibration poses (default 512)")
+    p.add_argument("--eval-size", type=int, default=2048,
+                   help="with --dataset: val poses for the drift report, spread evenly (default 2048; 0 = all)")
     p.add_argument("--calib-method", default="minmax", choices=("minmax", "entropy", "percentile"))
     p.add_argument("--calib-data", type=Path, help="npz with x_s from TRAINING subjects (k-center selected); default: "
                    "the bundled calibration set (calib.bundled)")
@@ -82,7 +84,8 @@ def main(argv: list[str] | None = None) -> int:
         opts = Options(
             out=args.out, checkpoint=args.checkpoint, random_weights=args.random_weights, seed=args.seed,
             artifacts=tuple(a for a in args.artifacts.split(",") if a), onnx_only=args.onnx_only,
-            fp16=args.fp16, int8=args.int8, calib_size=args.calib_size, calib_method=args.calib_method,
+            fp16=args.fp16, int8=args.int8, calib_size=args.calib_size, eval_size=args.eval_size,
+            calib_method=args.calib_method,
             calib_data=args.calib_data, dataset=args.dataset, eval_data=args.eval_data,
             synthetic=args.synthetic_calib,
             quantizer=args.quantizer, batch=batch, workspace_mib=args.workspace_mib,

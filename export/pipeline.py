@@ -58,6 +58,8 @@ class Options:
     fp16: bool = False
     int8: bool = False
     calib_size: int = DEFAULT_SIZE
+    eval_size: int = 2048  # val poses for the drift report with --dataset (0: all; the decode_step feeds of every
+    # val pose hold 16 steps of KV cache: the whole 17,948-pose val split needs > 24 GB)
     calib_method: str = "minmax"
     calib_data: Path | None = None
     dataset: Path | None = None  # a `hipart-data build` directory: calibrate on train, drift on val
@@ -136,8 +138,11 @@ def _pose_sets(opts: Options) -> tuple[np.ndarray, np.ndarray | None, np.ndarray
                 f"calibration data too small: {len(train_x)} training poses < requested {opts.calib_size}"
             )
         val_x, val_p3d = split_poses(opts.dataset, "val")
+        if opts.eval_size and len(val_x) > opts.eval_size:  # evenly spread over the val clips; bounded memory
+            keep = np.linspace(0, len(val_x) - 1, opts.eval_size).astype(int)
+            val_x, val_p3d = val_x[keep], val_p3d[keep]
         calib = train_x[greedy_k_center(train_x, opts.calib_size)]
-        return calib, val_x, val_p3d, f"dataset {opts.dataset} (k-center over train, drift on val)"
+        return calib, val_x, val_p3d, f"dataset {opts.dataset} (k-center over train, drift on {len(val_x)} val poses)"
     if opts.calib_data is not None:
         calib = load_calibration(opts.calib_data, ["x_s"], min_size=opts.calib_size)["x_s"][: opts.calib_size]
         ev = gt = None
