@@ -76,6 +76,20 @@ def _check_poses(x: np.ndarray, name: str) -> np.ndarray:
     return x
 
 
+@dataclass
+class BackendArgs:
+    """The registry's common construction arguments (`edge.backends.create_backend`); each backend uses its own."""
+
+    model: Any = None
+    artifacts: str | os.PathLike | None = None
+    device: str = "auto"
+    model_hash: str = "unknown"
+    min_conf: float = DEFAULT_MIN_CONF
+    threads: int | None = None
+    precision: str | None = None
+    expected: ExpectedModel | None = None
+
+
 class Backend:
     """Base class: a pure model adapter (`infer`) plus the `run` convenience that applies the input policy first.
 
@@ -102,17 +116,7 @@ class Backend:
         return True, ""
 
     @classmethod
-    def create(
-        cls,
-        model: Any = None,
-        artifacts: str | os.PathLike | None = None,
-        device: str = "auto",
-        model_hash: str = "unknown",
-        min_conf: float = DEFAULT_MIN_CONF,
-        threads: int | None = None,
-        precision: str | None = None,
-        expected: ExpectedModel | None = None,
-    ) -> Backend:
+    def create(cls, a: BackendArgs) -> Backend:
         """Build from the registry's common arguments (`edge.backends.create_backend`); each backend takes its own."""
         raise NotImplementedError(f"{cls.__name__} cannot be built through the registry")
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from edge.backends.base import Backend, BackendError, BackendUnavailable, Result
+from edge.backends.base import Backend, BackendArgs, BackendError, BackendUnavailable, Result
 from edge.occlusion import DEFAULT_MIN_CONF
 from export.manifest import (
     MANIFEST_NAME,
@@ -94,20 +94,10 @@ class OnnxRuntimeBackend(Backend):
         return True, ""
 
     @classmethod
-    def create(
-        cls,
-        model: Any = None,
-        artifacts: str | os.PathLike | None = None,
-        device: str = "auto",
-        model_hash: str = "unknown",
-        min_conf: float = DEFAULT_MIN_CONF,
-        threads: int | None = None,
-        precision: str | None = None,
-        expected: ExpectedModel | None = None,
-    ) -> OnnxRuntimeBackend:
+    def create(cls, a: BackendArgs) -> OnnxRuntimeBackend:
         """The registry's builder ('auto' device: the CUDA EP when onnxruntime has it); `model` is not used."""
-        return cls(artifacts, device=device, threads=threads, model_hash=model_hash, min_conf=min_conf,
-                   expected=expected)  # fmt: skip
+        return cls(a.artifacts, device=a.device, threads=a.threads, model_hash=a.model_hash, min_conf=a.min_conf,
+                   expected=a.expected)  # fmt: skip
 
     def __init__(
         self,

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edge.backends.base import Backend, BackendError, BackendUnavailable
+from edge.backends.base import Backend, BackendArgs, BackendError, BackendUnavailable
 from edge.backends.cuda_probe import cuda_available
 from edge.occlusion import DEFAULT_MIN_CONF
 from export.manifest import ExpectedModel, default_dir
@@ -160,4 +160,4 @@ def create_backend(
     cls = backend_class(name)
     if cls.needs_model and model is None:
         raise BackendError(f"{name} backend needs the PyTorch model (a checkpoint)")
-    return cls.create(model, art, device, model_hash, min_conf, threads, precision, expected)
+    return cls.create(BackendArgs(model, art, device, model_hash, min_conf, threads, precision, expected))

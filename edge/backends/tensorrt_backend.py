@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from edge.backends.base import Backend, BackendError, BackendUnavailable, Result
+from edge.backends.base import Backend, BackendArgs, BackendError, BackendUnavailable, Result
 from edge.backends.cuda_probe import gpu_identity
 from edge.backends.onnxruntime_backend import _ALIASES
 from edge.occlusion import DEFAULT_MIN_CONF
@@ -253,22 +253,13 @@ class TensorRTBackend(Backend):
         return True, ""
 
     @classmethod
-    def create(
-        cls,
-        model: Any = None,
-        artifacts: str | os.PathLike | None = None,
-        device: str = "auto",
-        model_hash: str = "unknown",
-        min_conf: float = DEFAULT_MIN_CONF,
-        threads: int | None = None,
-        precision: str | None = None,
-        expected: ExpectedModel | None = None,
-    ) -> TensorRTBackend:
+    def create(cls, a: BackendArgs) -> TensorRTBackend:
         """The registry's builder: the engine for this GPU from `artifacts` (device 0; `model`, `device` unused)."""
         ok, why = cls.availability()
         if not ok:
             raise BackendUnavailable(why)
-        return cls(artifacts, model_hash=model_hash, min_conf=min_conf, precision=precision, expected=expected)
+        return cls(a.artifacts, model_hash=a.model_hash, min_conf=a.min_conf, precision=a.precision,
+                   expected=a.expected)
 
     def __init__(
         self,

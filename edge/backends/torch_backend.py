@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from edge.backends.base import Backend, BackendUnavailable, Result
+from edge.backends.base import Backend, BackendArgs, BackendUnavailable, Result
 from edge.occlusion import DEFAULT_MIN_CONF
 
 
@@ -24,21 +24,10 @@ class TorchBackend(Backend):
     needs_model = True
 
     @classmethod
-    def create(
-        cls,
-        model: Any = None,
-        artifacts: Any = None,
-        device: str = "auto",
-        model_hash: str = "unknown",
-        min_conf: float = DEFAULT_MIN_CONF,
-        threads: int | None = None,
-        precision: str | None = None,
-        expected: Any = None,
-    ) -> TorchBackend:
+    def create(cls, a: BackendArgs) -> TorchBackend:
         """The registry's builder: the model on `device` ('auto': CUDA when torch sees it, else CPU)."""
-        if device == "auto":
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-        return cls(model, device=device, model_hash=model_hash, min_conf=min_conf)
+        device = ("cuda" if torch.cuda.is_available() else "cpu") if a.device == "auto" else a.device
+        return cls(a.model, device=device, model_hash=a.model_hash, min_conf=a.min_conf)
 
     def __init__(
         self,

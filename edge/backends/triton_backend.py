@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from edge.backends.base import BackendUnavailable
+from edge.backends.base import BackendArgs, BackendUnavailable
 from edge.backends.torch_backend import TorchBackend
 from edge.occlusion import DEFAULT_MIN_CONF
 
@@ -56,19 +56,9 @@ class TritonBackend(TorchBackend):
         return False, "triton backend: needs a CUDA GPU (torch.cuda.is_available() is False)"
 
     @classmethod
-    def create(
-        cls,
-        model: Any = None,
-        artifacts: Any = None,
-        device: str = "auto",
-        model_hash: str = "unknown",
-        min_conf: float = DEFAULT_MIN_CONF,
-        threads: int | None = None,
-        precision: str | None = None,
-        expected: Any = None,
-    ) -> TritonBackend:
+    def create(cls, a: BackendArgs) -> TritonBackend:
         """The registry's builder: CUDA when present, else the CPU interpreter (tests); `device` is not used."""
-        return cls(model, device=None, model_hash=model_hash, min_conf=min_conf)
+        return cls(a.model, device=None, model_hash=a.model_hash, min_conf=a.min_conf)
 
     def __init__(
         self,
