@@ -4,12 +4,65 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import os
+import re
+import signal
 import sys
 
 from edge.backends import BACKENDS
 from edge.occlusion import DEFAULT_MIN_CONF
 from edge.run import RunError, RunOptions, run_pipeline, summary
+from edge.sinks import SinkError, recover_npz
+
+EXIT_CODES = """exit codes:
+  0    finished; every output complete
+  1    the run stopped on an error, every frame failed, or an output could not be finished (disk full);
+       outputs are complete up to the last good frame, and the message says which
+  2    cannot start: bad flag, source, model, detector, artifacts or output path (no output touched)
+  130  stopped by Ctrl-C (SIGINT), 143 by SIGTERM, 129 by SIGHUP: in-flight frames drained, outputs complete
+A killed run (SIGKILL, power loss) leaves JSONL and video readable up to their last flushed frame and the .npz
+frames in <name>.npz.partial.jsonl: `hipart-run --recover <name>.npz` writes the .npz from it."""
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {v}")
+    return v
+
+
+def positive_float(text: str) -> float:
+    """argparse type: a finite number > 0."""
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}") from None
+    if not math.isfinite(v) or v <= 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
+    return v
+
+
+def confidence(text: str) -> float:
+    """argparse type: a confidence threshold in [0, 1]."""
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {text!r}") from None
+    if not 0.0 <= v <= 1.0:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"must be in [0, 1] (detector scores), got {text}")
+    return v
+
+
+def device_name(text: str) -> str:
+    """argparse type: auto, cpu, cuda or cuda:N."""
+    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", text):
+        raise argparse.ArgumentTypeError(f"expected auto, cpu, cuda or cuda:N, got {text!r}")
+    return text
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -18,6 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="hipart-run",
         description="Real-time HiPART 3D pose: camera, video, image folder, URL or 2D keypoints in; "
         "annotated video and per-frame poses out.",
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument(
         "--source",
@@ -35,27 +90,34 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--artifacts",
                    help="hipart-export folder, read via its manifest.json (default $HIPART_ARTIFACTS or ./exported)")
-    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N (default: cuda when available)")
+    p.add_argument(
+        "--device", default="auto", type=device_name, help="auto, cpu, cuda, cuda:N (default: cuda when available)"
+    )
     p.add_argument("--checkpoint", help="HiPART checkpoint .pt (default: the bundled one; random weights if none)")
     p.add_argument("--config", default="paper", choices=["paper", "tiny"], help="model size when no checkpoint exists")
     p.add_argument("--detector", default="blazepose", choices=["blazepose", "onnx"], help="2D pose detector")
     p.add_argument("--detector-model", help="ONNX pose model for --detector onnx (RTMPose, YOLO-pose)")
     p.add_argument("--detector-layout", default="topdown", choices=["topdown", "yolo"], help="ONNX detector layout")
     p.add_argument("--keypoint-format", choices=["coco17", "h36m17"], help="joint order of a keypoint source")
-    p.add_argument("--save", help="annotated side-by-side video (.mp4/.avi)")
+    p.add_argument("--save", help="annotated side-by-side video: .mp4 (fragmented H.264; default choice), .mkv, .avi")
     p.add_argument("--poses", action="append", default=[], help="per-frame poses (.jsonl or .npz); repeatable")
+    p.add_argument(
+        "--recover",
+        metavar="NPZ",
+        help="write NPZ from the journal a killed run left beside it (NPZ.partial.jsonl), then exit",
+    )
     p.add_argument("--show", action="store_true", help="open a window when a display exists")
     p.add_argument("--smooth", action="store_true", help="One-Euro smoothing of the 3D output (causal; off by default)")
     p.add_argument(
         "--min-conf",
-        type=float,
+        type=confidence,
         default=DEFAULT_MIN_CONF,
         help=f"joints below this confidence are masked (default {DEFAULT_MIN_CONF})",
     )
-    p.add_argument("--queue-size", type=int, default=4, help="bounded queue length between stages (default 4)")
+    p.add_argument("--queue-size", type=positive_int, default=4, help="bounded queue length between stages (default 4)")
     p.add_argument(
         "--max-batch-frames",
-        type=int,
+        type=positive_int,
         default=8,
         help="frames already waiting that may share one HiPART call (default 8; 1 = no batching)",
     )
@@ -68,32 +130,69 @@ def build_parser() -> argparse.ArgumentParser:
         help="causal: newest frame (no delay; default); centred: window centre (lags T/2 frames); "
         "seq2seq: files only, T frames per call",
     )
-    p.add_argument("--max-frames", type=int, help="stop after this many frames")
+    p.add_argument("--max-frames", type=positive_int, help="stop after this many frames")
     p.add_argument("--loop", action="store_true", help="loop a file source (soak tests)")
-    p.add_argument("--duration", type=float, help="stop after this many seconds (soak tests)")
-    p.add_argument("--threads", type=int, help="CPU threads for torch / onnxruntime (default: all cores)")
+    p.add_argument("--duration", type=positive_float, help="stop after this many seconds (soak tests)")
+    p.add_argument("--threads", type=positive_int, help="CPU threads for torch / onnxruntime (default: all cores)")
     p.add_argument("--quiet", action="store_true", help="no per-frame progress")
     return p
 
 
+class _StopSignal(BaseException):
+    """SIGTERM / SIGHUP before the pipeline runs (it installs its own handlers, which drain and close)."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _raise_stop(signum: int, frame: object) -> None:
+    raise _StopSignal(signum)
+
+
+def _recover(path: str) -> int:
+    """--recover: the .npz from a killed run's journal."""
+    try:
+        out, n = recover_npz(path)
+    except SinkError as e:
+        print(f"hipart-run: error: {e}", file=sys.stderr)
+        return 1
+    print(f"recovered {n} frames into {out}", file=sys.stderr)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Entry point; exit 0 ok, 1 run stopped by an error (outputs kept), 2 cannot start, 130 Ctrl-C."""
+    """Entry point; exit codes in EXIT_CODES (0 ok, 1 stopped by an error, 2 cannot start, 128+N signal N)."""
+    for sig in (signal.SIGTERM, getattr(signal, "SIGHUP", None)):
+        if sig is not None:
+            signal.signal(sig, _raise_stop)
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:
+        print("hipart-run: interrupted before the pipeline started; no output written", file=sys.stderr)
+        return 128 + signal.SIGINT
+    except _StopSignal as s:
+        print(f"hipart-run: {signal.Signals(s.signum).name} before the pipeline started; no output written",
+              file=sys.stderr)  # fmt: skip
+        return 128 + s.signum
+
+
+def _main(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
+    if args.recover:
+        return _recover(args.recover)
     os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")  # OpenCV's own warnings; ours are clearer
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
-    opts = RunOptions(**{k: v for k, v in vars(args).items()})
+    opts = RunOptions(**{k: v for k, v in vars(args).items() if k != "recover"})
     try:
         stats = run_pipeline(opts)
     except RunError as e:
         print(f"hipart-run: error: {e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("hipart-run: interrupted before the pipeline started", file=sys.stderr)
-        return 130
     print(summary(stats, opts), file=sys.stderr)
     if stats.error:
         return 1
-    return 130 if stats.interrupted else 0
+    return 128 + (stats.signal or signal.SIGINT) if stats.interrupted else 0
 
 
 if __name__ == "__main__":

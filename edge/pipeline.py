@@ -1,9 +1,10 @@
 """The real-time pipeline: capture -> detect -> HiPART -> sink, one thread per stage, bounded queues.
 
 Live sources (camera, stream) drop the *oldest* queued frame when a stage falls behind, so latency
-stays bounded; file sources block instead and nothing is dropped (frames in = frames out). Ctrl-C or
-the end of the stream drains what is in flight and closes every sink, so outputs are always complete
-files. A failing frame is written with its status and the run goes on; only a source lost for good
+stays bounded; file sources block instead and nothing is dropped (frames in = frames out). Ctrl-C (SIGINT),
+SIGTERM (docker stop, systemd), SIGHUP or the end of the stream drains what is in flight and closes every sink,
+so outputs are always complete files; a second signal stops waiting for the queues. A failing frame is written
+with its status and the run goes on; only a source lost for good
 or repeated failures stop the run (reported in `RunStats.error`).
 """
 
@@ -33,6 +34,7 @@ from edge.temporal import TemporalStage
 log = logging.getLogger("hipart.edge")
 
 MAX_CONSECUTIVE_FAILURES = 25
+STOP_SIGNALS = tuple(getattr(signal, n) for n in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, n))
 _END = object()
 
 
@@ -64,6 +66,8 @@ class RunStats:
     events: list[str] = field(default_factory=list)
     error: str | None = None
     interrupted: bool = False
+    signal: int | None = None  # the signal that stopped the run (SIGINT, SIGTERM, SIGHUP), if any
+    outputs_failed: dict[str, str] = field(default_factory=dict)  # output path -> why it is incomplete
     banner: str | None = None  # set by hipart-run when the weights are untrained
 
     @property
@@ -163,6 +167,7 @@ class Pipeline:
         self._latencies: deque[float] = deque(maxlen=20000)  # bounded: runs may last for days
         self._stage_sum: dict[str, float] = {}
         self._fail_streak = 0
+        self._first_failure: str | None = None
 
     # -- bookkeeping -------------------------------------------------------------------------
     def _dropped(self, item: Any) -> None:
@@ -176,6 +181,7 @@ class Pipeline:
             streak = self._fail_streak
         if streak == 1:
             log.warning("frame %d: %s", item.frame.index, item.status)
+        self._first_failure = self._first_failure or item.status
         if streak >= MAX_CONSECUTIVE_FAILURES:
             self.stats.error = f"{MAX_CONSECUTIVE_FAILURES} frames in a row failed; last: {item.status}"
             self._stop.set()
@@ -291,7 +297,11 @@ class Pipeline:
         item.timings["render"] = (t1 - t0) * 1e3
         record = item.to_record()
         for s in self.sinks:
-            s.write(record, image)
+            try:
+                s.write(record, image)
+            except Exception as e:
+                self.stats.outputs_failed[str(getattr(s, "path", s))] = str(e)
+                raise
         now = time.perf_counter()
         item.timings["write"] = (now - t1) * 1e3
         st = self.stats
@@ -332,10 +342,11 @@ class Pipeline:
             return self.stats
         for t in threads:
             t.start()
-        # Ctrl-C only sets flags (no KeyboardInterrupt between two sinks' writes of the same frame).
-        prev_handler = None
+        # Ctrl-C, SIGTERM and SIGHUP only set flags (no exception between two sinks' writes of the same frame).
+        prev_handlers: dict[int, Any] = {}
         if threading.current_thread() is threading.main_thread():
-            prev_handler = signal.signal(signal.SIGINT, lambda signum, frame: self._interrupt())
+            for sig in STOP_SIGNALS:
+                prev_handlers[sig] = signal.signal(sig, lambda signum, frame: self._interrupt(signum))
         try:
             while True:
                 try:
@@ -358,14 +369,16 @@ class Pipeline:
                 raise
             self.stats.error = f"writing outputs failed: {type(e).__name__}: {e}"
         finally:
-            if prev_handler is not None:
-                signal.signal(signal.SIGINT, prev_handler)
             self._stop.set()
             for s in self.sinks:
                 try:
                     s.close()
                 except Exception as e:  # report, but still close the other sinks
-                    self.stats.error = self.stats.error or f"closing {getattr(s, 'path', s)} failed: {e}"
+                    path = str(getattr(s, "path", s))
+                    self.stats.outputs_failed.setdefault(path, str(e))
+                    self.stats.error = self.stats.error or f"closing {path} failed: {e}"
+            for sig, handler in prev_handlers.items():
+                signal.signal(sig, handler)
             try:
                 self.source.close()
             except Exception:
@@ -375,10 +388,11 @@ class Pipeline:
             self._finish(t_start)
         return self.stats
 
-    def _interrupt(self) -> None:
+    def _interrupt(self, signum: int = signal.SIGINT) -> None:
         if self.stats.interrupted:
-            self._abort.set()  # a second Ctrl-C: stop waiting for the queues
+            self._abort.set()  # a second signal: stop waiting for the queues
         self.stats.interrupted = True
+        self.stats.signal = self.stats.signal or signum
         self._stop.set()
 
     def _finish(self, t_start: float) -> None:
@@ -390,3 +404,5 @@ class Pipeline:
             lat = np.asarray(self._latencies)
             st.latency_ms = {"median": float(np.median(lat)), "p90": float(np.percentile(lat, 90))}
         st.events = list(self.source.events)
+        if st.error is None and st.frames_out and st.failed == st.frames_out:
+            st.error = f"every frame failed ({st.failed} of {st.frames_out}); first: {self._first_failure}"

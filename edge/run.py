@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import TextIO
 
 from edge.backends import BackendError, create_backend
@@ -214,8 +216,10 @@ def build_runtime(opts: RunOptions, loaded: LoadedModel | None = None, say: Call
     sinks: list[Sink] = []
     try:
         try:
-            for path in ([opts.save] if opts.save else []) + list(opts.poses):
-                sinks.append(open_sink(path, fps=source.fps or 30.0))
+            if opts.save:
+                sinks.append(open_sink(opts.save, fps=source.fps or 30.0, kind="video"))
+            for path in opts.poses:
+                sinks.append(open_sink(path, kind="poses"))
         except SinkError as e:
             raise RunError(str(e)) from None
         if loaded is None:
@@ -337,12 +341,18 @@ def summary(stats: RunStats, opts: RunOptions) -> str:
         lines.append("hipart breakdown (ms): " + ", ".join(f"{k} {v:.1f}" for k, v in sub.items()))
     lines += [f"event: {e}" for e in stats.events]
     outs = ([opts.save] if opts.save else []) + list(opts.poses)
-    if outs:
-        lines.append("wrote: " + ", ".join(outs))
-    else:
+    failed = {str(Path(o).expanduser()): o for o in outs}
+    bad = [f"{failed.get(p, p)} ({why})" for p, why in stats.outputs_failed.items()]
+    good = [o for o in outs if str(Path(o).expanduser()) not in stats.outputs_failed]
+    if good:
+        lines.append("wrote: " + ", ".join(good))
+    if bad:
+        lines.append("INCOMPLETE (complete up to the last good frame): " + "; ".join(bad))
+    if not outs:
         lines.append("no outputs requested: add --save out.mp4 and/or --poses out.jsonl to keep the results")
     if stats.interrupted:
-        lines.append("interrupted: outputs flushed and closed")
+        name = signal.Signals(stats.signal).name if stats.signal else "SIGINT"
+        lines.append(f"interrupted ({name}): outputs flushed and closed")
     if stats.error:
         lines.append(f"stopped: {stats.error}")
     if stats.banner:

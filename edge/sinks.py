@@ -1,16 +1,22 @@
 """Outputs written as the run goes: per-frame JSONL or NPZ, and the annotated video.
 
 Every sink checks that its path is writable *before* the run starts (so a bad path fails fast with
-a clear message and no existing file is clobbered), writes each frame as it arrives (JSONL: one
-flushed line per frame, so a crash loses at most the frame in flight; NPZ: a JSONL journal beside
-the target, turned into the .npz atomically at the end) and is closed in a `finally`.
+a clear message and no existing file is clobbered), writes each frame as it arrives and is closed in a
+`finally`. A killed run (SIGKILL, power loss) leaves every output readable up to its last flushed frame:
+JSONL is one flushed line per frame; NPZ goes through a JSONL journal beside the target (`<name>.partial.jsonl`),
+turned into the .npz atomically at the end, or afterwards by `hipart-run --recover <name>.npz`; video is
+fragmented MP4 (or Matroska / AVI). A write error (disk full) raises SinkError and leaves the file complete up
+to the last good frame.
 """
 
 from __future__ import annotations
 
+import errno
 import json
+import logging
 import os
 import tempfile
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -18,9 +24,23 @@ import numpy as np
 
 from hipart.atomic_write import atomic_path
 
+log = logging.getLogger("hipart.edge")
+
 
 class SinkError(RuntimeError):
-    """An output cannot be written (path, permissions, codec)."""
+    """An output cannot be written (path, permissions, codec, disk full)."""
+
+
+POSE_EXTENSIONS = (".jsonl", ".json", ".npz")
+JOURNAL_SUFFIX = ".partial.jsonl"
+
+
+def _reason(e: BaseException) -> str:
+    """A one-line reason for an OS / FFmpeg write error, naming a full disk plainly."""
+    code = getattr(e, "errno", None)
+    if code in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        return f"no space left for the file ({os.strerror(code)})"
+    return getattr(e, "strerror", None) or str(e) or type(e).__name__
 
 
 def check_writable(path: str | os.PathLike) -> Path:
@@ -77,12 +97,32 @@ class JsonlSink(Sink):
                 raise SinkError(f"cannot write output {self.path}: {e.strerror}") from None
 
     def write(self, record: dict[str, Any], image: np.ndarray | None = None) -> None:
-        """Append one line and flush it to the OS."""
+        """Append one line and flush it to the OS; on a write error, cut the file back to the last whole line."""
         if self._f is None:
             self.start()
-        self._f.write(json.dumps(record, separators=(",", ":"), allow_nan=False) + "\n")
-        self._f.flush()
+        line = json.dumps(record, separators=(",", ":"), allow_nan=False) + "\n"
+        try:
+            self._f.write(line)
+            self._f.flush()
+        except OSError as e:
+            self._cut_back()
+            raise SinkError(f"writing {self.path} failed after {self.count} frames: {_reason(e)}") from None
+        self._good = self._f.tell()
         self.count += 1
+
+    _good = 0  # byte offset after the last whole line
+
+    def _cut_back(self) -> None:
+        """Drop a half-written line (the file stays valid JSONL) and close the file."""
+        f, self._f = self._f, None
+        try:
+            os.ftruncate(f.fileno(), self._good)
+        except OSError:
+            pass
+        try:
+            f.close()
+        except OSError:  # the buffered tail cannot be written either: it is the half line we cut
+            pass
 
     @property
     def closed(self) -> bool:
@@ -90,11 +130,16 @@ class JsonlSink(Sink):
         return self._f is None or self._f.closed
 
     def close(self) -> None:
-        """Close the file (idempotent)."""
-        if not self.closed:
+        """Flush, fsync and close the file (idempotent)."""
+        if self.closed:
+            return
+        try:
             self._f.flush()
             os.fsync(self._f.fileno())
             self._f.close()
+        except OSError as e:
+            self._cut_back()
+            raise SinkError(f"finishing {self.path} failed: {_reason(e)}") from None
 
 
 NPZ_PERSON_FIELDS = ("keypoints_2d", "confidence", "dense_2d", "fine_2d", "pose_3d")
@@ -103,106 +148,239 @@ NPZ_PERSON_FIELDS = ("keypoints_2d", "confidence", "dense_2d", "fine_2d", "pose_
 class NpzSink(Sink):
     """Per-person arrays concatenated over the run + `person_frame` (frame index of each row).
 
-    Frames go to `<path>.partial.jsonl` as they come; `close()` writes the .npz atomically and
-    removes the journal. After a crash the journal holds every finished frame.
+    Frames go to the journal `<path>.partial.jsonl` as they come; `close()` writes the .npz atomically and
+    removes the journal. After a crash the journal holds every finished frame, and `recover_npz` (or
+    `hipart-run --recover <path>`) turns it into the .npz. A journal left by an earlier killed run is recovered to
+    `<stem>.recovered.npz` when a new run starts, never overwritten.
     """
 
     def __init__(self, path: str | os.PathLike):
         self.path = check_writable(path)
-        self.journal = JsonlSink(self.path.with_name(self.path.name + ".partial.jsonl"))
+        self.journal = JsonlSink(journal_path(self.path))
         self.count = 0
+        self.recovered: Path | None = None
 
     def start(self) -> None:
-        """Create the journal."""
+        """Recover a stale journal (earlier killed run), then create the journal."""
+        if self.journal.path.exists() and self.journal.closed:
+            target = self.path.with_name(self.path.stem + ".recovered.npz")
+            _, n = recover_npz(self.path, target)
+            self.recovered = target
+            log.warning("%s: an earlier run was killed; its %d frames were recovered into %s", self.path, n, target)
         self.journal.start()
+        self._open = True
+
+    _open = False  # started and not yet turned into the .npz
 
     def write(self, record: dict[str, Any], image: np.ndarray | None = None) -> None:
         """Append the frame to the journal."""
+        if not self._open:
+            self.start()
         self.journal.write(record)
         self.count += 1
 
     def close(self) -> None:
-        """Build the .npz from the journal (temp file + rename), then delete the journal."""
-        if self.journal.closed:
+        """Build the .npz from the journal (temp file + rename), then delete the journal; keep it on failure.
+
+        After a journal write error (disk full) the .npz is still built from the frames the journal holds."""
+        if not self._open:
             return
-        self.journal.close()
-        frames, stamps, status, person_frame = [], [], [], []
-        cols: dict[str, list] = {k: [] for k in NPZ_PERSON_FIELDS}
-        tok_s, tok_d = [], []
-        with open(self.journal.path, encoding="utf-8") as f:
-            for line in f:
-                r = json.loads(line)
-                frames.append(r["frame"])
-                stamps.append(r["timestamp"])
-                status.append(r["status"])
-                for person in r["persons"]:
-                    person_frame.append(r["frame"])
-                    for k in NPZ_PERSON_FIELDS:
-                        cols[k].append(person[k])
-                    tok_s.append(person["tokens"]["sparse"])
-                    tok_d.append(person["tokens"]["dense"])
-        shapes = {
-            "keypoints_2d": (17, 2),
-            "confidence": (17,),
-            "dense_2d": (48, 2),
-            "fine_2d": (96, 2),
-            "pose_3d": (17, 3),
-        }
-        arrays = {k: np.asarray(v, np.float32).reshape(-1, *shapes[k]) for k, v in cols.items()}
-        arrays.update(
-            frame=np.asarray(frames, np.int64),
-            timestamp=np.asarray(stamps, np.float64),
-            status=np.asarray(status, dtype="U32"),
-            person_frame=np.asarray(person_frame, np.int64),
-            tokens_sparse=np.asarray(tok_s, np.int64).reshape(-1, 16),
-            tokens_dense=np.asarray(tok_d, np.int64).reshape(-1, 48),
-        )
-        with atomic_path(self.path) as tmp, open(tmp, "wb") as f:
+        self._open = False
+        try:
+            self.journal.close()
+        finally:
+            recover_npz(self.path)
+
+
+def journal_path(npz: str | os.PathLike) -> Path:
+    """The journal beside an .npz output: `<name>.npz.partial.jsonl`."""
+    p = Path(npz)
+    return p.with_name(p.name + JOURNAL_SUFFIX)
+
+
+def read_journal(journal: str | os.PathLike) -> tuple[list[dict[str, Any]], bool]:
+    """Every whole record of a JSONL journal, and whether a half-written last line was skipped."""
+    records, partial = [], False
+    with open(journal, encoding="utf-8", errors="replace") as f:
+        lines = f.read().split("\n")
+    for i, line in enumerate(lines):
+        if not line.strip():
+            continue
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            if i == len(lines) - 1:  # the line in flight when the run was killed
+                partial = True
+                continue
+            raise SinkError(f"{journal}: line {i + 1} is not a JSON record; not a hipart-run journal") from None
+    return records, partial
+
+
+def recover_npz(npz: str | os.PathLike, target: str | os.PathLike | None = None) -> tuple[Path, int]:
+    """Turn the journal of `npz` into `target` (default `npz`) atomically and delete it; returns (path, frames).
+
+    SinkError when the journal is missing or unreadable, or the .npz cannot be written (the journal is then kept).
+    """
+    npz = Path(npz)
+    journal = journal_path(npz)
+    if not journal.is_file():
+        raise SinkError(f"no journal {journal} to recover (the run finished, or wrote no .npz)")
+    try:
+        records, _ = read_journal(journal)
+        arrays = _npz_arrays(records)
+    except (OSError, KeyError, TypeError, ValueError) as e:
+        raise SinkError(f"{journal}: not a readable hipart-run journal ({type(e).__name__}: {e})") from None
+    out = Path(target) if target is not None else npz
+    try:
+        with atomic_path(out) as tmp, open(tmp, "wb") as f:
             np.savez_compressed(f, **arrays)
-        os.unlink(self.journal.path)
+    except OSError as e:
+        raise SinkError(
+            f"writing {out} failed: {_reason(e)}; the frames are kept in {journal} "
+            f"(free space, then: hipart-run --recover {npz})"
+        ) from None
+    os.unlink(journal)
+    return out, len(records)
+
+
+_NPZ_SHAPES = {
+    "keypoints_2d": (17, 2),
+    "confidence": (17,),
+    "dense_2d": (48, 2),
+    "fine_2d": (96, 2),
+    "pose_3d": (17, 3),
+}
+
+
+def _npz_arrays(records: list[dict[str, Any]]) -> dict[str, np.ndarray]:
+    """The .npz arrays of a list of frame records."""
+    frames, stamps, status, person_frame = [], [], [], []
+    cols: dict[str, list] = {k: [] for k in NPZ_PERSON_FIELDS}
+    tok_s, tok_d = [], []
+    for r in records:
+        frames.append(r["frame"])
+        stamps.append(r["timestamp"])
+        status.append(r["status"])
+        for person in r["persons"]:
+            person_frame.append(r["frame"])
+            for k in NPZ_PERSON_FIELDS:
+                cols[k].append(person[k])
+            tok_s.append(person["tokens"]["sparse"])
+            tok_d.append(person["tokens"]["dense"])
+    arrays = {k: np.asarray(v, np.float32).reshape(-1, *_NPZ_SHAPES[k]) for k, v in cols.items()}
+    arrays.update(
+        frame=np.asarray(frames, np.int64),
+        timestamp=np.asarray(stamps, np.float64),
+        status=np.asarray(status, dtype="U32"),
+        person_frame=np.asarray(person_frame, np.int64),
+        tokens_sparse=np.asarray(tok_s, np.int64).reshape(-1, 16),
+        tokens_dense=np.asarray(tok_d, np.int64).reshape(-1, 48),
+    )
+    return arrays
 
 
 class VideoSink(Sink):
-    """Annotated frames to a video file (mp4v for .mp4, MJPG for .avi); frame size fixed by the first."""
+    """Annotated frames to a video that stays playable if the run is killed (PyAV / FFmpeg).
 
-    FOURCC = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".avi": "MJPG", ".mkv": "MJPG"}
+    .mp4/.m4v/.mov: H.264 in *fragmented* MP4 (an index per fragment, one fragment per second), so a killed run
+    leaves every finished second playable; .mkv: H.264 in Matroska; .avi: Motion-JPEG. Frame size is fixed by the
+    first frame (later frames are resized). A write error (disk full) raises SinkError.
+    """
+
+    FORMATS = {  # extension -> (container, codec, container options)
+        ".mp4": ("mp4", "libx264", {"movflags": "frag_keyframe+empty_moov+default_base_moof"}),
+        ".m4v": ("mp4", "libx264", {"movflags": "frag_keyframe+empty_moov+default_base_moof"}),
+        ".mov": ("mov", "libx264", {"movflags": "frag_keyframe+empty_moov+default_base_moof"}),
+        ".mkv": ("matroska", "libx264", {}),
+        ".avi": ("avi", "mjpeg", {}),
+    }
 
     def __init__(self, path: str | os.PathLike, fps: float = 30.0):
         self.path = check_writable(path)
-        if self.path.suffix.lower() not in self.FOURCC:
-            raise SinkError(f"unsupported video extension {self.path.suffix!r}; use one of {sorted(self.FOURCC)}")
-        self.fps = fps
-        self._writer: Any = None
+        if self.path.suffix.lower() not in self.FORMATS:
+            raise SinkError(f"unsupported video extension {self.path.suffix!r}; use one of {sorted(self.FORMATS)}")
+        try:
+            import av  # noqa: F401
+        except ImportError:
+            raise SinkError("writing video needs PyAV: pip install av (pinned in requirements-deploy.txt)") from None
+        self.fps = fps if fps and np.isfinite(fps) and fps > 0 else 30.0
+        self._container: Any = None
+        self._stream: Any = None
         self._size: tuple[int, int] | None = None
         self.count = 0
 
+    def _open(self, width: int, height: int) -> None:
+        import av
+
+        fmt, codec, opts = self.FORMATS[self.path.suffix.lower()]
+        self._size = (width - width % 2, height - height % 2)  # yuv420p needs even sizes
+        try:
+            self._container = av.open(str(self.path), "w", format=fmt, options={**opts, "flush_packets": "1"})
+            rate = Fraction(round(self.fps * 1000), 1000)
+            if codec == "libx264":
+                stream = self._container.add_stream(
+                    codec, rate=rate, options={"preset": "veryfast", "tune": "zerolatency", "crf": "23"}
+                )
+                stream.pix_fmt = "yuv420p"
+            else:
+                stream = self._container.add_stream(codec, rate=rate)
+                stream.pix_fmt = "yuvj420p"
+            stream.width, stream.height = self._size
+            stream.codec_context.gop_size = max(1, round(self.fps))  # a keyframe, hence a fragment, per second
+            self._stream = stream
+        except (OSError, ValueError, av.FFmpegError) as e:
+            raise SinkError(f"cannot open a video writer for {self.path}: {e}") from None
+
     def write(self, record: dict[str, Any], image: np.ndarray | None = None) -> None:
         """Append the rendered frame (resized to the first frame's size if it differs)."""
-        import cv2
+        import av
 
         if image is None:
             return
-        if self._writer is None:
-            self._size = (image.shape[1], image.shape[0])
-            fourcc = cv2.VideoWriter_fourcc(*self.FOURCC[self.path.suffix.lower()])
-            self._writer = cv2.VideoWriter(str(self.path), fourcc, float(self.fps), self._size)
-            if not self._writer.isOpened():
-                raise SinkError(f"OpenCV cannot open a video writer for {self.path} (codec missing?)")
+        if self._container is None:
+            self._open(image.shape[1], image.shape[0])
         if (image.shape[1], image.shape[0]) != self._size:
+            import cv2
+
             image = cv2.resize(image, self._size)
-        self._writer.write(image)
+        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="bgr24")
+        self._mux(self._stream.encode(frame))
         self.count += 1
 
+    def _mux(self, packets: Any) -> None:
+        import av
+
+        try:
+            self._container.mux(packets)
+        except (OSError, av.FFmpegError) as e:
+            raise SinkError(f"writing {self.path} failed: {_reason(e)}") from None
+
     def close(self) -> None:
-        """Finalise the container (writes the index; the file is unplayable without it)."""
-        if self._writer is not None:
-            self._writer.release()
-            self._writer = None
+        """Flush the encoder and close the container (idempotent)."""
+        if self._container is None:
+            return
+        try:
+            self._mux(self._stream.encode(None))
+        finally:
+            container, self._container = self._container, None
+            try:
+                container.close()
+            except Exception as e:  # the OS refused the final bytes (disk full)
+                raise SinkError(f"finishing {self.path} failed: {_reason(e)}") from None
 
 
-def open_sink(path: str | os.PathLike, fps: float = 30.0) -> Sink:
-    """A sink chosen by extension: .jsonl, .npz, or a video extension."""
+def open_sink(path: str | os.PathLike, fps: float = 30.0, kind: str | None = None) -> Sink:
+    """A sink chosen by extension: .jsonl/.json, .npz, or a video extension; `kind` 'poses' or 'video' checks it."""
     suffix = Path(path).suffix.lower()
+    if kind == "poses" and suffix not in POSE_EXTENSIONS:
+        raise SinkError(
+            f"--poses {path}: poses are written as {', '.join(POSE_EXTENSIONS)}; for a video use --save {path}"
+        )
+    if kind == "video" and suffix in POSE_EXTENSIONS:
+        raise SinkError(
+            f"--save {path}: --save writes a video ({', '.join(sorted(VideoSink.FORMATS))}); "
+            f"for poses use --poses {path}"
+        )
     if suffix in (".jsonl", ".json"):
         return JsonlSink(path)
     if suffix == ".npz":

@@ -154,12 +154,31 @@ class ImageFolderSource(Source):
         return Frame(i, t, img, img.shape[1], img.shape[0])
 
 
+DEFAULT_BACKOFF = (0.5, 8.0)  # first and longest wait (seconds) between reconnect attempts
+STREAM_OPEN_TIMEOUT_S = 10.0  # a stream that does not answer (connect + first frame) within this is not there
+STREAM_READ_TIMEOUT_S = 5.0  # a stream that sends no frame for this long is stalled: reconnect
+
+
+def stream_capture(
+    url: str, open_timeout_s: float = STREAM_OPEN_TIMEOUT_S, read_timeout_s: float = STREAM_READ_TIMEOUT_S
+) -> Any:
+    """cv2.VideoCapture over FFmpeg with open/read timeouts (without them a stalled stream blocks ~30 s per read)."""
+    cv2 = _cv2()
+    params = [
+        cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, max(1, round(open_timeout_s * 1000)),
+        cv2.CAP_PROP_READ_TIMEOUT_MSEC, max(1, round(read_timeout_s * 1000)),
+    ]  # fmt: skip
+    return cv2.VideoCapture(url, cv2.CAP_FFMPEG, params)
+
+
 class LiveCaptureSource(Source):
     """A camera or network stream: reconnects with exponential backoff when frames stop coming.
 
     `opener()` returns an object with OpenCV's capture interface (`isOpened`, `read`, `release`), so
-    tests can simulate a device that disappears. After `give_up_s` seconds without a frame the source
-    raises SourceError.
+    tests can simulate a device that disappears. A failed or empty read counts as a lost device; how long
+    one read may block is the opener's business (streams from `open_source` use `stream_capture`, whose
+    read timeout turns a stall into a failed read). Between reconnect attempts it waits `backoff[0]`
+    seconds, doubling up to `backoff[1]`; after `give_up_s` seconds of waiting the source raises SourceError.
     """
 
     live = True
@@ -168,7 +187,7 @@ class LiveCaptureSource(Source):
         self,
         name: str,
         opener: Callable[[], Any],
-        backoff: tuple[float, float] = (0.5, 8.0),
+        backoff: tuple[float, float] = DEFAULT_BACKOFF,
         give_up_s: float = 60.0,
         sleep: Callable[[float], None] = time.sleep,
     ):
@@ -359,9 +378,20 @@ def sample_path(video: bool = False, clip: bool = False) -> Path:
 
 
 def open_source(
-    spec: str | int, keypoint_format: str | None = None, loop: bool = False, give_up_s: float = 60.0
+    spec: str | int,
+    keypoint_format: str | None = None,
+    loop: bool = False,
+    give_up_s: float = 60.0,
+    backoff: tuple[float, float] = DEFAULT_BACKOFF,
+    open_timeout_s: float = STREAM_OPEN_TIMEOUT_S,
+    read_timeout_s: float = STREAM_READ_TIMEOUT_S,
 ) -> Source:
-    """Open a source from its command-line form: camera index, /dev/video*, URL, folder, video or keypoint file."""
+    """Open a source from its command-line form: camera index, /dev/video*, URL, folder, video or keypoint file.
+
+    Live sources (cameras, streams) reconnect with `backoff` and give up after `give_up_s` seconds without a
+    frame; streams (rtsp://, http://, ...) also fail a connection attempt after `open_timeout_s` and treat
+    `read_timeout_s` seconds without a frame as a stall (reconnect) instead of blocking in FFmpeg.
+    """
     s = str(spec).strip()
     if s in (SAMPLE_NAME, SAMPLE_VIDEO_NAME, SAMPLE_CLIP_NAME):
         p = sample_path(video=s == SAMPLE_VIDEO_NAME, clip=s == SAMPLE_CLIP_NAME)
@@ -373,10 +403,11 @@ def open_source(
         dev: int | str = int(s) if s.isdigit() else s
         if isinstance(dev, str) and not Path(dev).exists():
             raise SourceError(f"camera device {dev} does not exist")
-        return LiveCaptureSource(f"camera {s}", lambda: cv2.VideoCapture(dev), give_up_s=give_up_s)
+        return LiveCaptureSource(f"camera {s}", lambda: cv2.VideoCapture(dev), backoff, give_up_s)
     if s.lower().startswith(STREAM_SCHEMES):
-        cv2 = _cv2()
-        return LiveCaptureSource(f"stream {s}", lambda: cv2.VideoCapture(s, cv2.CAP_FFMPEG), give_up_s=give_up_s)
+        return LiveCaptureSource(
+            f"stream {s}", lambda: stream_capture(s, open_timeout_s, read_timeout_s), backoff, give_up_s
+        )
     p = Path(s).expanduser()
     if not p.exists():
         raise SourceError(f"source not found: {s} (expected a camera index, /dev/videoN, URL, folder or file)")

@@ -272,7 +272,7 @@ def test_ctrl_c_flushes_outputs_and_exits_130(tmp_path, fresh_clone):
     finally:
         proc.kill()
     assert proc.returncode == 130, err
-    assert "interrupted: outputs flushed and closed" in err
+    assert "interrupted (SIGINT): outputs flushed and closed" in err
     n = len(_lines(out))  # every line parses: nothing half-written
     assert n >= 3 and _video_frames(vid) == n
 
