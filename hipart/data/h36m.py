@@ -17,6 +17,8 @@ baselines and HiPART inference/evaluation, not MSST/HiARM training.
 from __future__ import annotations
 
 import json
+import pickle
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,17 +38,66 @@ class H36MFormatError(ValueError):
     """An npz / camera file that is not in the expected format."""
 
 
+# The only globals a Human3.6M object array (VideoPose3D's nested dicts of arrays) needs: numpy's array and
+# scalar reconstructors. Anything else in the pickle stream (os.system, builtins.eval, ...) is refused.
+_SAFE_GLOBALS = {
+    ("numpy.core.multiarray", "_reconstruct"),
+    ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy.core.multiarray", "scalar"),
+    ("numpy._core.multiarray", "scalar"),
+    ("numpy", "ndarray"),
+    ("numpy", "dtype"),
+}
+
+
+class _ArrayOnlyUnpickler(pickle.Unpickler):
+    """Unpickles dicts, lists, strings, numbers and numpy arrays only: no other global can be named, so no code runs."""
+
+    def find_class(self, module: str, name: str) -> object:
+        """Resolve only numpy's array reconstructors; refuse every other global."""
+        if (module, name) in _SAFE_GLOBALS:
+            return super().find_class(module, name)
+        raise H36MFormatError(f"refused to load {module}.{name} from a data file (only numpy arrays are allowed)")
+
+
+def _read_object_array(zf: zipfile.ZipFile, member: str) -> np.ndarray:
+    """An object-dtype .npy member, unpickled with the array-only unpickler."""
+    with zf.open(member) as f:
+        version = np.lib.format.read_magic(f)
+        shape, _, dtype = (
+            np.lib.format.read_array_header_1_0(f) if version == (1, 0) else np.lib.format.read_array_header_2_0(f)
+        )
+        if not dtype.hasobject:
+            raise H36MFormatError(f"{member}: expected an object array")
+        obj = _ArrayOnlyUnpickler(f).load()
+    if not isinstance(obj, np.ndarray) or obj.shape != shape:
+        raise H36MFormatError(f"{member}: the pickled payload is not the declared array")
+    return obj
+
+
 def _load_npz_dict(path: str | Path, key: str) -> dict:
+    """Array `key` of an .npz; a 0-d object array (VideoPose3D's nested dicts) is returned as its dict.
+
+    Object arrays are read without np.load(allow_pickle=True): only numpy arrays, dicts, lists, strings and
+    numbers may appear, so a crafted file cannot run code (H36MFormatError instead)."""
     p = Path(path)
     if not p.exists():
         raise FileNotFoundError(f"Human3.6M file not found: {p}")
     try:
-        z = np.load(p, allow_pickle=True)
-    except (OSError, ValueError) as e:
-        raise H36MFormatError(f"{p}: not a readable npz ({e})") from None
-    if key not in z.files:
-        raise H36MFormatError(f"{p}: missing key {key!r} (has {z.files})")
-    obj = z[key]
+        with np.load(p, allow_pickle=False) as z:
+            if key not in z.files:
+                raise H36MFormatError(f"{p}: missing key {key!r} (has {z.files})")
+            try:
+                obj = z[key]
+            except ValueError as e:
+                if "allow_pickle" not in str(e):
+                    raise
+                with zipfile.ZipFile(p) as zf:
+                    obj = _read_object_array(zf, f"{key}.npy")
+    except H36MFormatError:
+        raise
+    except (OSError, ValueError, EOFError, KeyError, pickle.UnpicklingError, zipfile.BadZipFile) as e:
+        raise H36MFormatError(f"{p}: not a readable npz ({type(e).__name__}: {e})") from None
     return obj.item() if obj.dtype == object and obj.shape == () else obj
 
 

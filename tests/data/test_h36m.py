@@ -72,3 +72,36 @@ def test_quaternion_and_errors(tmp_path):
     d = H36MData(tmp_path / "data_3d_h36m.npz")
     with pytest.raises(H36MFormatError, match="no camera extrinsics"):
         d.samples("train")
+
+
+class _RunsCode:
+    """An object whose unpickling would call os.system (what a crafted data file carries)."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_crafted_npz_cannot_run_code(tmp_path):
+    marker = tmp_path / "pwned"
+    arr = np.empty((), dtype=object)
+    arr[()] = {"S1": {"Walk": _RunsCode(marker)}}
+    np.savez(tmp_path / "evil.npz", positions_3d=arr)
+    with pytest.raises(H36MFormatError, match="refused to load posix.system|refused to load os.system"):
+        H36MData(tmp_path / "evil.npz")
+    assert not marker.exists()
+
+
+def test_nested_dict_of_arrays_still_loads_without_general_pickle(tmp_path):
+    from hipart.data.h36m import _load_npz_dict
+
+    nested = np.empty((), dtype=object)
+    nested[()] = {"S9": {"Walk 1": np.arange(6.0).reshape(2, 3)}, "meta": ["a", 1, 2.5]}
+    np.savez(tmp_path / "ok.npz", positions_3d=nested)
+    d = _load_npz_dict(tmp_path / "ok.npz", "positions_3d")
+    np.testing.assert_array_equal(d["S9"]["Walk 1"], np.arange(6.0).reshape(2, 3))
+    assert d["meta"] == ["a", 1, 2.5]
