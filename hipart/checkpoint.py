@@ -5,6 +5,8 @@ from __future__ import annotations
 import copy
 import hashlib
 import os
+import pickle
+import re
 from pathlib import Path
 from typing import Any
 
@@ -112,6 +114,12 @@ def _build_model(kind: str, cfg: dict[str, Any]) -> nn.Module:
     return build_lifter(_build(LifterConfig, cfg))
 
 
+def _first_line(e: BaseException) -> str:
+    """The first sentence of an exception's message (torch appends paragraphs of advice)."""
+    line = (str(e).strip().splitlines() or [type(e).__name__])[0]
+    return line.split(". ")[0]
+
+
 def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     """The raw checkpoint payload, validated for format; raises CheckpointError with the reason."""
     path = Path(path)
@@ -119,8 +127,16 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
         raise CheckpointError(f"checkpoint not found: {path}")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:  # weights_only refused a global: the file would run code
+        what = re.search(r"(?:unsupported GLOBAL|Unsupported global: GLOBAL) (\S+)", str(e))
+        raise CheckpointError(
+            f"{path} was refused: it is not a plain-weights checkpoint and loading it could run code"
+            f"{f' (it names {what.group(1)})' if what else ''}. Do not load it with weights_only=False unless "
+            "you made it yourself; hipart-edge checkpoints hold tensors and plain data only"
+        ) from None
     except Exception as e:  # torch raises many types for truncated/garbage files
-        raise CheckpointError(f"{path} is not a readable checkpoint (corrupt or truncated?): {e}") from None
+        why = _first_line(e)
+        raise CheckpointError(f"{path} is not a readable checkpoint (corrupt or truncated?): {why}") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a hipart-edge checkpoint (missing format tag {FORMAT!r})")
     if payload.get("format_version") != FORMAT_VERSION:

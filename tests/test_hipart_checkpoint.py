@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from hipart.checkpoint import CheckpointError, load_checkpoint, model_hash, save_checkpoint
+from hipart.checkpoint import CheckpointError, load_checkpoint, model_hash, read_checkpoint, save_checkpoint
 from hipart.cli.model import load_sample_pose, main
 from hipart.models.config import HiPARTConfig, LifterConfig
 from hipart.models.hipart import HiPART
@@ -129,3 +129,25 @@ def test_half_checkpoint_halves_the_file_and_loads_as_float32(tiny_model, tmp_pa
     ref = tiny_model.lifter.head.weight
     torch.testing.assert_close(model.lifter.head.weight, ref.half().float())
     assert model(torch.zeros(1, 17, 2))["pose3d"].dtype == torch.float32
+
+
+class _RunsCode:
+    """Unpickling this would call os.system."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_unsafe_checkpoint_is_refused_without_advising_weights_only_false(tmp_path):
+    marker = tmp_path / "pwned"
+    torch.save({"format": "hipart-edge", "x": _RunsCode(marker)}, tmp_path / "evil.pt")
+    with pytest.raises(CheckpointError) as e:
+        read_checkpoint(tmp_path / "evil.pt")
+    msg = str(e.value)
+    assert "could run code" in msg and "system" in msg and "will likely succeed" not in msg
+    assert "\n" not in msg and not marker.exists()
