@@ -127,14 +127,14 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
         raise CheckpointError(f"checkpoint not found: {path}")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:  # weights_only refused a global: the file would run code
-        what = re.search(r"(?:unsupported GLOBAL|Unsupported global: GLOBAL) (\S+)", str(e))
-        raise CheckpointError(
-            f"{path} was refused: it is not a plain-weights checkpoint and loading it could run code"
-            f"{f' (it names {what.group(1)})' if what else ''}. Do not load it with weights_only=False unless "
-            "you made it yourself; hipart-edge checkpoints hold tensors and plain data only"
-        ) from None
     except Exception as e:  # torch raises many types for truncated/garbage files
+        what = re.search(r"(?:unsupported GLOBAL|Unsupported global: GLOBAL) (\S+)", str(e))
+        if isinstance(e, pickle.UnpicklingError) and what:  # weights_only refused a global: it would run code
+            raise CheckpointError(
+                f"{path} was refused: it is not a plain-weights checkpoint and loading it could run code (it names "
+                f"{what.group(1)}). Do not load it with weights_only=False unless you made it yourself; "
+                "hipart-edge checkpoints hold tensors and plain data only"
+            ) from None
         why = _first_line(e)
         raise CheckpointError(f"{path} is not a readable checkpoint (corrupt or truncated?): {why}") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:

@@ -56,13 +56,19 @@ def run_tokenizer(a: argparse.Namespace, data_root: Path, tok, meta: dict) -> di
     return result
 
 
-def run(a: argparse.Namespace, data_root: Path) -> dict:
-    model, meta = load_checkpoint(a.checkpoint, expect_kind=None)
+def load_scored_model(path: Path) -> tuple[object, dict]:
+    """The checkpoint to score (hipart or tokenizer), checked before any data is built; CheckpointError otherwise."""
+    model, meta = load_checkpoint(path, expect_kind=None)
+    if meta.get("kind") not in ("hipart", "tokenizer"):
+        raise CheckpointError(f"{path} holds a {meta.get('kind')!r} checkpoint; hipart-eval takes a "
+                              "hipart (full model) or tokenizer checkpoint")
+    return model, meta
+
+
+def run(a: argparse.Namespace, data_root: Path, model: object, meta: dict) -> dict:
+    """Score `model` on split `a.split` of the dataset at `data_root`; print and write the tables."""
     if meta.get("kind") == "tokenizer":
         return run_tokenizer(a, data_root, model, meta)
-    if meta.get("kind") != "hipart":
-        raise CheckpointError(f"{a.checkpoint} holds a {meta.get('kind')!r} checkpoint; hipart-eval takes a "
-                              "hipart (full model) or tokenizer checkpoint")
     man = load_manifest(data_root)
     w = man["image_size"][0]
     names = man.get("action_classes")
@@ -98,6 +104,7 @@ def main(argv: list[str] | None = None) -> int:
         print("error: refusing to evaluate on the training split", file=sys.stderr)
         return 2
     try:
+        model, meta = load_scored_model(a.checkpoint)  # seconds; the BVH build below takes minutes
         if a.bvh_dir:
             from hipart.data.dataset_build import build_dataset, discover
 
@@ -105,12 +112,12 @@ def main(argv: list[str] | None = None) -> int:
             with tempfile.TemporaryDirectory(prefix="hipart-eval-") as tmp:
                 build_dataset(a.bvh_dir, tmp, split={s: "test" for s in subjects}, progress=not a.no_progress)
                 a.split = "test"
-                run(a, Path(tmp))
+                run(a, Path(tmp), model, meta)
         else:
             if not (a.data / "manifest.json").exists():
                 print(f"error: {a.data} is not a dataset folder (no manifest.json)", file=sys.stderr)
                 return 2
-            run(a, a.data)
+            run(a, a.data, model, meta)
     except (CheckpointError, ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

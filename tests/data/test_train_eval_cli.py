@@ -45,3 +45,17 @@ def test_train_all_then_eval_on_a_tiny_dataset(tmp_path, capsys):
         assert (again.state_dict()[k] == v).all(), k
     # a lifter checkpoint is not something hipart-eval can score
     assert eval_main(["--checkpoint", str(out / "lifter.pt"), "--data", str(data), "--no-progress"]) == 1
+
+
+def test_eval_checks_the_checkpoint_before_building_data_from_bvh(tmp_path, monkeypatch, capsys):
+    import hipart.data.dataset_build as build
+
+    def never(*a, **k):
+        raise AssertionError("the dataset was built before the checkpoint was checked")
+
+    monkeypatch.setattr(build, "build_dataset", never)
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint")
+    (tmp_path / "bvh").mkdir()
+    assert eval_main(["--checkpoint", str(bad), "--bvh-dir", str(tmp_path / "bvh")]) == 1
+    assert "not a readable checkpoint" in capsys.readouterr().err
