@@ -274,8 +274,8 @@ def _load_keypoints_npz(path: Path) -> dict[str, Any]:
         if k in d:
             out["conf"] = d[k]
     for k in ("width", "height", "fps"):
-        if k in d:
-            out[k] = float(d[k])
+        if k in d:  # checked by KeypointSource (finite, > 0)
+            out[k] = d[k].item() if d[k].size == 1 else d[k].tolist()
     if "format" in d:
         out["format"] = str(d["format"])
     return out
@@ -300,6 +300,20 @@ def _load_keypoints_json(path: Path) -> dict[str, Any]:
     if isinstance(d, dict):
         out.update({k: d[k] for k in ("width", "height", "fps", "format") if k in d})
     return out
+
+
+def _positive(d: dict[str, Any], key: str, default: float, path: Path, whole: bool = False) -> Any:
+    """d[key] as a finite number > 0 (an int when `whole`), `default` when absent; SourceError otherwise."""
+    v = d.get(key)
+    if v is None:
+        v = default
+    try:
+        x = float(v)
+    except (TypeError, ValueError):
+        raise SourceError(f"{path}: {key} must be a number, got {v!r}") from None
+    if not np.isfinite(x) or x <= 0 or (whole and x != int(x)):
+        raise SourceError(f"{path}: {key} must be a {'whole ' if whole else ''}number > 0, got {v!r}")
+    return int(x) if whole else x
 
 
 class KeypointSource(Source):
@@ -328,10 +342,19 @@ class KeypointSource(Source):
         if fmt not in KEYPOINT_FORMATS:
             raise SourceError(f"{path}: unknown keypoint format {fmt!r}; choose one of {KEYPOINT_FORMATS}")
         self.format = fmt
-        self.frames = self._normalise(d["keypoints"], d.get("conf"))
-        self.width = int(d.get("width") or 640)
-        self.height = int(d.get("height") or 480)
-        self.fps = float(d.get("fps") or 30.0)
+        for key in ("keypoints", "conf"):
+            arr = d.get(key)
+            if isinstance(arr, np.ndarray) and arr.dtype.kind not in "fiub":
+                raise SourceError(f"{path}: {key} must be numbers, not {arr.dtype} ({arr.dtype.kind!r} dtype)")
+        try:
+            self.frames = self._normalise(d["keypoints"], d.get("conf"))
+        except SourceError:
+            raise
+        except (ValueError, TypeError, IndexError) as e:  # strings, ragged or mis-shaped arrays
+            raise SourceError(f"{path}: keypoints are not numbers of shape [T,(P,)17,2|3] ({e})") from None
+        self.width = _positive(d, "width", 640.0, path, whole=True)
+        self.height = _positive(d, "height", 480.0, path, whole=True)
+        self.fps = _positive(d, "fps", 30.0, path)
         self.loop = loop
         self.total = None if loop else len(self.frames)
         self._index = 0

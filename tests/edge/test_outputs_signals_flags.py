@@ -263,3 +263,27 @@ def test_help_lists_exit_codes(capsys):
         cli_run.build_parser().parse_args(["--help"])
     out = capsys.readouterr().out
     assert "exit codes:" in out and "143 by SIGTERM" in out and "--recover" in out
+
+
+@pytest.mark.parametrize(
+    ("extra", "says"),
+    [
+        ({"width": -5}, "width must be a whole number > 0"),
+        ({"height": 0}, "height must be a whole number > 0"),
+        ({"fps": np.nan}, "fps must be a number > 0"),
+        ({"width": "wide"}, "width must be a number"),
+    ],
+)
+def test_keypoint_file_with_impossible_image_size_is_refused(tmp_path, extra, says):
+    from edge.sources import SourceError, open_source
+
+    np.savez(tmp_path / "k.npz", keypoints=np.full((3, 17, 2), 100, np.float32), format="h36m17", **extra)
+    with pytest.raises(SourceError, match=says):
+        open_source(str(tmp_path / "k.npz"))
+
+
+def test_keypoint_npz_of_strings_is_a_clear_error(tmp_path, capsys, fresh_clone):
+    np.savez(tmp_path / "k.npz", keypoints=np.full((3, 17, 2), "a", dtype="<U3"))
+    assert cli_run.main(["--source", str(tmp_path / "k.npz")]) == 2
+    err = capsys.readouterr().err
+    assert "keypoints must be numbers" in err and "Traceback" not in err
