@@ -108,6 +108,7 @@ class VideoFileSource(Source):
         self.width = int(self.cap.get(cv2.CAP_PROP_FRAME_WIDTH))
         self.height = int(self.cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
         self._index = 0
+        self._ended = False
 
     def read(self) -> Frame | None:
         """The next frame, or None at the end of the stream."""
@@ -116,6 +117,12 @@ class VideoFileSource(Source):
             self.cap.set(_cv2().CAP_PROP_POS_FRAMES, 0)
             ok, img = self.cap.read()
         if not ok or img is None:
+            if self.total and self._index < self.total and not self._ended:
+                self._ended = True  # said once; the run stops with this error (exit 1), its outputs complete
+                raise SourceError(
+                    f"{self.name}: the file ended early: {self._index} of the {self.total} frames its header "
+                    "announces could be decoded (truncated or damaged file)"
+                )
             return None
         f = Frame(self._index, self._index / self.fps, img, img.shape[1], img.shape[0])
         self._index += 1

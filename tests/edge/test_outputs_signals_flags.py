@@ -287,3 +287,24 @@ def test_keypoint_npz_of_strings_is_a_clear_error(tmp_path, capsys, fresh_clone)
     assert cli_run.main(["--source", str(tmp_path / "k.npz")]) == 2
     err = capsys.readouterr().err
     assert "keypoints must be numbers" in err and "Traceback" not in err
+
+
+def test_truncated_video_says_so_and_exits_1(tmp_path, capsys, fresh_clone):
+    import av
+
+    full, cut = tmp_path / "full.mp4", tmp_path / "cut.mp4"
+    c = av.open(str(full), "w", format="mp4", options={"movflags": "faststart"})  # index first, as cameras write
+    s = c.add_stream("mpeg4", rate=30)
+    s.width, s.height, s.pix_fmt = 160, 120, "yuv420p"
+    rng = np.random.default_rng(0)
+    for _ in range(60):
+        c.mux(s.encode(av.VideoFrame.from_ndarray(rng.integers(0, 255, (120, 160, 3), np.uint8), format="bgr24")))
+    c.mux(s.encode(None))
+    c.close()
+    data = full.read_bytes()
+    cut.write_bytes(data[: len(data) // 2])
+    out = tmp_path / "o.jsonl"
+    rc = cli_run.main(["--source", str(cut), "--backend", "torch", "--poses", str(out), "--quiet"])
+    err = capsys.readouterr().err
+    assert rc == 1 and "the file ended early" in err and "of the 60 frames" in err, err
+    assert 10 <= len(_jsonl(out)) < 60
