@@ -8,6 +8,13 @@ import sys
 from pathlib import Path
 
 from edge.backends import BACKENDS
+from hipart.cli.arg_types import device_name, non_negative_int, positive_float, positive_int
+
+EXIT_CODES = """exit codes:
+  0    every requested backend that can run here was timed (the others are listed with the reason)
+  1    nothing was timed: every requested backend was skipped (the reasons are printed)
+  2    cannot start: bad flag, model, or --json path
+  130  stopped by Ctrl-C"""
 
 
 def _ints(s: str) -> list[int]:
@@ -22,7 +29,12 @@ def _ints(s: str) -> list[int]:
 
 def build_parser() -> argparse.ArgumentParser:
     """The hipart-bench argument parser."""
-    p = argparse.ArgumentParser(prog="hipart-bench", description="Benchmark HiPART backends side by side.")
+    p = argparse.ArgumentParser(
+        prog="hipart-bench",
+        description="Benchmark HiPART backends side by side.",
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--backends", default="all",
                    help=f"comma list from {','.join(BACKENDS)} or 'all' (default: every backend; those that cannot "
                    "run here are listed with the reason)")
@@ -34,9 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="engine precision for tensorrt (default auto: the manifest's fp16, else int8, else fp32 engine for this "
         "GPU); CPU backends run fp32",
     )
-    p.add_argument("--iters", type=int, default=50, help="timed calls per cell (default 50)")
-    p.add_argument("--warmup", type=int, default=5, help="untimed warm-up calls (default 5)")
-    p.add_argument("--max-seconds", type=float, default=20.0, help="time cap per cell (default 20 s)")
+    p.add_argument("--iters", type=positive_int, default=50, help="timed calls per cell (default 50)")
+    p.add_argument("--warmup", type=non_negative_int, default=5, help="untimed warm-up calls (default 5)")
+    p.add_argument("--max-seconds", type=positive_float, default=20.0, help="time cap per cell (default 20 s)")
     p.add_argument(
         "--artifacts",
         help="hipart-export output folder, read through its manifest.json (default $HIPART_ARTIFACTS or ./exported; "
@@ -44,19 +56,27 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--checkpoint", help="HiPART checkpoint (default bundled; random weights if none)")
     p.add_argument("--config", default="paper", choices=["paper", "tiny"], help="model size when no checkpoint exists")
-    p.add_argument("--device", default="auto", help="cpu or cuda (default auto)")
-    p.add_argument("--threads", type=int, help="CPU threads for torch and onnxruntime (default: all cores)")
+    p.add_argument("--device", default="auto", type=device_name, help="auto, cpu, cuda or cuda:N (default auto)")
+    p.add_argument("--threads", type=positive_int, help="CPU threads for torch and onnxruntime (default: all cores)")
     p.add_argument("--json", help="also write the report as JSON to this path")
     p.add_argument(
         "--pipeline", action="store_true", help="also time the full video path (detector + HiPART + outputs)"
     )
     p.add_argument("--source", help="video for --pipeline (default: a rendered 640x480 synthetic clip)")
-    p.add_argument("--frames", type=int, default=150, help="frames for --pipeline (default 150)")
+    p.add_argument("--frames", type=positive_int, default=150, help="frames for --pipeline (default 150)")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point: prints the Markdown table; exit 2 on bad arguments or model."""
+    """Entry point: prints the Markdown table; exit codes in EXIT_CODES."""
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:
+        print("\nhipart-bench: interrupted", file=sys.stderr)
+        return 130
+
+
+def _main(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
     os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")  # OpenCV's own warnings; ours are clearer
     from edge.bench import bench_pipeline, run_bench, to_markdown
@@ -112,6 +132,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         Path(args.json).write_text(report.to_json())
         print(f"wrote {args.json}", file=sys.stderr)
+    if not report.rows:
+        why = "; ".join(f"{k}: {v}" for k, v in report.skipped.items() if k in names)
+        print(f"hipart-bench: error: nothing was timed: every requested backend was skipped ({why})", file=sys.stderr)
+        return 1
     return 0
 
 

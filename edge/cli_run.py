@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
-import math
 import os
-import re
 import signal
 import sys
 
@@ -14,6 +12,7 @@ from edge.backends import BACKENDS
 from edge.occlusion import DEFAULT_MIN_CONF
 from edge.run import RunError, RunOptions, run_pipeline, summary
 from edge.sinks import SinkError, recover_npz
+from hipart.cli.arg_types import confidence, device_name, positive_float, positive_int
 
 EXIT_CODES = """exit codes:
   0    finished; every output complete
@@ -23,46 +22,6 @@ EXIT_CODES = """exit codes:
   130  stopped by Ctrl-C (SIGINT), 143 by SIGTERM, 129 by SIGHUP: in-flight frames drained, outputs complete
 A killed run (SIGKILL, power loss) leaves JSONL and video readable up to their last flushed frame and the .npz
 frames in <name>.npz.partial.jsonl: `hipart-run --recover <name>.npz` writes the .npz from it."""
-
-
-def positive_int(text: str) -> int:
-    """argparse type: an integer >= 1."""
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {v}")
-    return v
-
-
-def positive_float(text: str) -> float:
-    """argparse type: a finite number > 0."""
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}") from None
-    if not math.isfinite(v) or v <= 0:
-        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
-    return v
-
-
-def confidence(text: str) -> float:
-    """argparse type: a confidence threshold in [0, 1]."""
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {text!r}") from None
-    if not 0.0 <= v <= 1.0:  # also refuses nan
-        raise argparse.ArgumentTypeError(f"must be in [0, 1] (detector scores), got {text}")
-    return v
-
-
-def device_name(text: str) -> str:
-    """argparse type: auto, cpu, cuda or cuda:N."""
-    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", text):
-        raise argparse.ArgumentTypeError(f"expected auto, cpu, cuda or cuda:N, got {text!r}")
-    return text
 
 
 def build_parser() -> argparse.ArgumentParser:

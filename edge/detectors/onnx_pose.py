@@ -80,6 +80,30 @@ def nms(boxes: np.ndarray, scores: np.ndarray, iou: float = 0.5) -> list[int]:
     return keep
 
 
+def _dims(shape: Any) -> list[int | None]:
+    """An ONNX shape with symbolic dimensions as None."""
+    return [d if isinstance(d, int) else None for d in (shape or [])]
+
+
+def _check_pose_model(path: Path, layout: str, inp: Any, outs: list[Any]) -> None:
+    """DetectorError unless the model has an image input and 17-keypoint outputs of `layout`'s form."""
+    i = _dims(inp.shape)
+    o = [_dims(x.shape) for x in outs]
+    about = f"input {inp.name} {inp.shape}, outputs {[list(x.shape or []) for x in outs]}"
+    if len(i) != 4 or i[1] not in (3, None) or "float" not in str(inp.type):
+        raise DetectorError(f"{path} is not an image pose model: expected one float [N,3,H,W] input ({about})")
+    if layout == "topdown":
+        simcc = len(o) >= 2 and len(o[0]) == 3 and len(o[1]) == 3 and o[0][1] in (17, None)
+        heatmaps = len(o) >= 1 and len(o[0]) == 4 and o[0][1] in (17, None)
+        if not (simcc or heatmaps):
+            raise DetectorError(f"{path} is not a top-down 17-keypoint model: expected SimCC [N,17,W] x 2 or "
+                                f"heatmaps [N,17,h,w] ({about})")  # fmt: skip
+    else:
+        ok = len(o) >= 1 and len(o[0]) == 3 and (o[0][-2:] in ([17, 3], [17, None]) or 56 in o[0] or None in o[0][1:])
+        if not ok:
+            raise DetectorError(f"{path} is not a YOLO-pose model: expected [N,56,A], [N,A,56] or [N,17,3] ({about})")
+
+
 class OnnxPoseDetector(Detector):
     """A user's ONNX pose model behind the Detector interface (see module docstring for layouts)."""
 
@@ -112,6 +136,7 @@ class OnnxPoseDetector(Detector):
             raise DetectorError(f"cannot load detector model {path} (corrupt or not ONNX): {str(e)[:200]}") from None
         inp = self.session.get_inputs()[0]
         self.input_name = inp.name
+        _check_pose_model(path, layout, inp, self.session.get_outputs())
         shape = inp.shape
         h = shape[2] if isinstance(shape[2], int) else 256
         w = shape[3] if isinstance(shape[3], int) else 192

@@ -35,6 +35,17 @@ def test_bench_cli_json_and_bad_args(tmp_path, capsys):
     assert "unknown backend" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         cli_bench.main(["--batch", "0"])
+    for flag, value in (("--iters", "0"), ("--threads", "-2"), ("--device", "banana"), ("--max-seconds", "nan")):
+        with pytest.raises(SystemExit) as e:
+            cli_bench.main([flag, value])
+        assert e.value.code == 2
+
+
+def test_bench_cli_exits_1_when_every_backend_was_skipped(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("HIPART_ARTIFACTS", str(tmp_path / "none"))
+    rc = cli_bench.main(["--config", "tiny", "--backends", "tensorrt", "--batch", "1", "--artifacts", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert rc == 1 and "nothing was timed: every requested backend was skipped" in err and "tensorrt" in err
 
 
 def test_bench_cli_finds_or_exports_the_onnx_model_then_compares_every_backend(
@@ -120,3 +131,20 @@ def test_onnx_topdown_detector_plugin(tmp_path):
         create_detector("onnx", str(tmp_path / "bad.onnx"))
     with pytest.raises(DetectorError, match="needs --detector-model"):
         create_detector("onnx")
+
+
+class _NotAPoseModel(torch.nn.Module):
+    def forward(self, x):
+        return x.mean((2, 3))  # [N,3]: a valid ONNX model, but no keypoints
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+@pytest.mark.parametrize("layout", ["topdown", "yolo"])
+def test_onnx_detector_refuses_a_valid_non_pose_model_at_load(tmp_path, layout):
+    pytest.importorskip("onnx")
+    from edge.detectors import DetectorError, create_detector
+
+    path = tmp_path / "cls.onnx"
+    torch.onnx.export(_NotAPoseModel(), (torch.zeros(1, 3, 256, 192),), path, dynamo=False, opset_version=17)
+    with pytest.raises(DetectorError, match="is not a (top-down 17-keypoint|YOLO-pose) model"):
+        create_detector("onnx", str(path), layout=layout)
