@@ -9,12 +9,13 @@ from pathlib import Path
 
 from edge.backends import BACKENDS
 from hipart.cli.arg_types import device_name, non_negative_int, positive_float, positive_int
+from hipart.cli.guard import exit_codes
 
-EXIT_CODES = """exit codes:
-  0    every requested backend that can run here was timed (the others are listed with the reason)
-  1    nothing was timed: every requested backend was skipped (the reasons are printed)
-  2    cannot start: bad flag, model, or --json path
-  130  stopped by Ctrl-C"""
+EXIT_CODES = exit_codes({
+    0: "every requested backend that can run here was timed (the others are listed with the reason)",
+    1: "nothing was timed: every requested backend was skipped (the reasons are printed)",
+    2: "cannot start: bad flag, model, or --json path",
+})
 
 
 def _ints(s: str) -> list[int]:

@@ -13,6 +13,7 @@ from edge.occlusion import DEFAULT_MIN_CONF
 from edge.run import RunError, RunOptions, run_pipeline, summary
 from edge.sinks import SinkError, recover_npz
 from hipart.cli.arg_types import confidence, device_name, positive_float, positive_int
+from hipart.cli.guard import Terminated, _raise_terminated
 
 EXIT_CODES = """exit codes:
   0    finished; every output complete
@@ -97,18 +98,6 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-class _StopSignal(BaseException):
-    """SIGTERM / SIGHUP before the pipeline runs (it installs its own handlers, which drain and close)."""
-
-    def __init__(self, signum: int):
-        super().__init__(signum)
-        self.signum = signum
-
-
-def _raise_stop(signum: int, frame: object) -> None:
-    raise _StopSignal(signum)
-
-
 def _recover(path: str) -> int:
     """--recover: the .npz from a killed run's journal."""
     try:
@@ -124,13 +113,13 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point; exit codes in EXIT_CODES (0 ok, 1 stopped by an error, 2 cannot start, 128+N signal N)."""
     for sig in (signal.SIGTERM, getattr(signal, "SIGHUP", None)):
         if sig is not None:
-            signal.signal(sig, _raise_stop)
+            signal.signal(sig, _raise_terminated)
     try:
         return _main(argv)
     except KeyboardInterrupt:
         print("hipart-run: interrupted before the pipeline started; no output written", file=sys.stderr)
         return 128 + signal.SIGINT
-    except _StopSignal as s:
+    except Terminated as s:
         print(f"hipart-run: {signal.Signals(s.signum).name} before the pipeline started; no output written",
               file=sys.stderr)  # fmt: skip
         return 128 + s.signum

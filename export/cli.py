@@ -22,6 +22,8 @@ from export.pipeline import (
 from export.trt_builder import EngineBuildError, UnsupportedTensorRTVersion, parse_batch
 from export.trt_ops import target_for
 from hipart.atomic_write import OutputDirError
+from hipart.cli.arg_types import confidence, non_negative_int, positive_float, positive_int
+from hipart.cli.guard import exit_codes, interruptible
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -30,8 +32,10 @@ def build_parser() -> argparse.ArgumentParser:
         description=__doc__ + " With no model option it exports the bundled model; with no calibration option "
         "INT8 is calibrated on the bundled calibration set (training subjects) and its drift measured on the set's "
         "held-out part. <out>/manifest.json lists every file written (the contract hipart-run / hipart-bench read).",
-        epilog="exit codes: 0 ok, 1 unexpected error, 2 bad input, 3 parity failure, 4 TensorRT preflight "
-        "errors, 5 drift above target (artifacts written and flagged)",
+        epilog=exit_codes({0: "ok", 1: "unexpected error", 2: "bad input (flag, checkpoint, calibration data, folder)",
+                           3: "parity failure", 4: "TensorRT preflight errors",
+                           5: "drift above target (artifacts written and flagged)"}),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     src = p.add_mutually_exclusive_group()
     src.add_argument("--checkpoint", type=Path, help="hipart checkpoint (.pt) to export (default: the bundled model)")
@@ -42,8 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--onnx-only", action="store_true", help="stop after the FP32 ONNX artifacts")
     p.add_argument("--fp16", action="store_true", help="mixed-precision FP16 ONNX (+ engine where TensorRT is)")
     p.add_argument("--int8", action="store_true", help="calibrate, Q/DQ, drift report, fallback, engine")
-    p.add_argument("--calib-size", type=int, default=512, help="calibration poses (default 512)")
-    p.add_argument("--eval-size", type=int, default=2048,
+    p.add_argument("--calib-size", type=positive_int, default=512, help="calibration poses (default 512)")
+    p.add_argument("--eval-size", type=non_negative_int, default=2048,
                    help="with --dataset: val poses for the drift report, spread evenly (default 2048; 0 = all)")
     p.add_argument("--calib-method", default="minmax", choices=("minmax", "entropy", "percentile"))
     p.add_argument("--calib-data", type=Path, help="npz with x_s from TRAINING subjects (k-center selected); default: "
@@ -53,21 +57,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--synthetic-calib", action="store_true", help="use generated poses (calib.synthetic_poses)")
     p.add_argument("--quantizer", choices=("ort", "modelopt"), default="ort")
     p.add_argument("--batch", default="1,8,64", help="engine profile MIN,OPT,MAX batch (default 1,8,64)")
-    p.add_argument("--workspace-mib", type=int, default=1024)
+    p.add_argument("--workspace-mib", type=positive_int, default=1024)
     p.add_argument("--check-trt", action="store_true", help="TensorRT preflight of every artifact (no TensorRT needed)")
     p.add_argument("--trt-version", help="preflight target when TensorRT is absent: 10, 10.15, 11 (default 10)")
     p.add_argument("--no-parity", action="store_true", help="skip the onnxruntime vs PyTorch parity check")
-    p.add_argument("--max-drift-mm", type=float, default=1.0, help="INT8 target: MPJPE vs FP32 (default 1.0)")
-    p.add_argument("--min-token-agreement", type=float, default=0.98, help="INT8 target (default 0.98)")
-    p.add_argument("--max-output-err", type=float, default=DEFAULT_MAX_OUTPUT_ERR,
+    p.add_argument("--max-drift-mm", type=positive_float, default=1.0, help="INT8 target: MPJPE vs FP32 (default 1.0)")
+    p.add_argument("--min-token-agreement", type=confidence, default=0.98, help="INT8 target (default 0.98)")
+    p.add_argument("--max-output-err", type=positive_float, default=DEFAULT_MAX_OUTPUT_ERR,
                    help="INT8 target for artifacts without a 3D output (decode_step, densify): worst mean |error| "
                         f"of any float output vs FP32, in its own units (default {DEFAULT_MAX_OUTPUT_ERR})")
-    p.add_argument("--fallback-trials", type=int, default=24, help="max layers tried in FP32 fallback (0: off)")
+    p.add_argument("--fallback-trials", type=non_negative_int, default=24,
+                   help="max layers tried in FP32 fallback (0: off)")
     p.add_argument("--seed", type=int, default=0)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Entry point of hipart-export (exit codes in the parser's epilog)."""
+    return interruptible("hipart-export", lambda: _main(argv))
+
+
+def _main(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
     try:
         if args.calib_size < 1:

@@ -14,6 +14,9 @@ import json
 import sys
 from pathlib import Path
 
+from hipart.cli.arg_types import positive_float, positive_int
+from hipart.cli.guard import exit_codes, interruptible
+
 
 def _split_arg(s: str | None) -> dict[str, str] | None:
     if s is None:
@@ -91,17 +94,21 @@ def cmd_video(a: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """Argument parser of hipart-data."""
-    p = argparse.ArgumentParser(prog="hipart-data", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    p = argparse.ArgumentParser(
+        prog="hipart-data",
+        description=__doc__,
+        epilog=exit_codes({0: "ok", 2: "bad flag, input folder or file (one-line reason)"}),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sub = p.add_subparsers(dest="cmd", required=True)
     b = sub.add_parser("build", help="build the dataset from a BVH folder")
     b.add_argument("--bvh-dir", required=True)
     b.add_argument("--out", required=True)
     b.add_argument("--cameras", choices=("lab", "wild", "both"), default="lab")
     b.add_argument("--seed", type=int, default=0)
-    b.add_argument("--workers", type=int, default=2)
+    b.add_argument("--workers", type=positive_int, default=2)
     b.add_argument("--split", help="JSON file {subject: split} or 'train=01,03;val=02;test=05'")
-    b.add_argument("--limit", type=int, help="only the first N files (smoke tests)")
+    b.add_argument("--limit", type=positive_int, help="only the first N files (smoke tests)")
     b.add_argument("--body", choices=("anny", "mean"), default="anny",
                    help="anny: a sampled body shape per clip (needs the anny package); mean: the committed "
                         "mean-body asset, no anny needed")  # fmt: skip
@@ -114,7 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("show", help="render a few samples (2D levels + 3D view) to PNG")
     s.add_argument("dir")
     s.add_argument("--out", required=True)
-    s.add_argument("--n", type=int, default=4)
+    s.add_argument("--n", type=positive_int, default=4)
     s.add_argument("--split", default="test")
     s.add_argument("--seed", type=int, default=0)
     s.set_defaults(fn=cmd_show)
@@ -127,14 +134,18 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--bvh-dir", required=True)
     v.add_argument("--clip", default="05_01")
     v.add_argument("--out", required=True, help="output stem: <out>.mp4 and <out>_gt.npz")
-    v.add_argument("--seconds", type=float, default=8.0)
+    v.add_argument("--seconds", type=positive_float, default=8.0)
     v.add_argument("--seed", type=int, default=0)
     v.set_defaults(fn=cmd_video)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of hipart-data."""
+    """Entry point of hipart-data (exit codes in the parser's epilog)."""
+    return interruptible("hipart-data", lambda: _main(argv))
+
+
+def _main(argv: list[str] | None) -> int:
     a = build_parser().parse_args(argv)
     try:
         return a.fn(a)

@@ -9,6 +9,8 @@ import tempfile
 from pathlib import Path
 
 from hipart.checkpoint import CheckpointError, load_checkpoint
+from hipart.cli.arg_types import positive_int
+from hipart.cli.guard import exit_codes, interruptible
 from hipart.data.dataset import load_manifest, open_split
 from hipart.evaluation import evaluate, evaluate_tokenizer, markdown_table
 
@@ -20,7 +22,13 @@ TOKENIZER_COLUMNS = ["n", "recon_dense_px", "recon_fine_px", "perplexity_sparse"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="hipart-eval", description="Evaluate a HiPART checkpoint on held-out subjects.")
+    p = argparse.ArgumentParser(
+        prog="hipart-eval",
+        description="Evaluate a HiPART checkpoint on held-out subjects.",
+        epilog=exit_codes({0: "ok", 1: "bad checkpoint or data (one-line reason)",
+                           2: "bad usage: bad flag, not a dataset folder, or --split train"}),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--checkpoint", type=Path, required=True,
                    help="a hipart checkpoint (full metrics) or a tokenizer checkpoint (reconstruction only)")
     src = p.add_mutually_exclusive_group(required=True)
@@ -30,8 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input-2d", choices=["noisy", "det", "gt"], default="det",
                    help="2D input: stored detector-like detections (default), resampled noise, or clean")
     p.add_argument("--occlusion", choices=sorted(SWEEPS), help="also run the Table 7 sweep of this kind")
-    p.add_argument("--subsample", type=int, default=1, help="every K-th sample (quick looks)")
-    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--subsample", type=positive_int, default=1, help="every K-th sample (quick looks)")
+    p.add_argument("--batch-size", type=positive_int, default=256)
     p.add_argument("--json", type=Path, help="write all results here")
     p.add_argument("--markdown", type=Path, help="write the summary table here")
     p.add_argument("--no-progress", action="store_true")
@@ -99,6 +107,11 @@ def run(a: argparse.Namespace, data_root: Path, model: object, meta: dict) -> di
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Entry point of hipart-eval (exit codes in the parser's epilog)."""
+    return interruptible("hipart-eval", lambda: _main(argv))
+
+
+def _main(argv: list[str] | None) -> int:
     a = build_parser().parse_args(argv)
     if a.split == "train":
         print("error: refusing to evaluate on the training split", file=sys.stderr)

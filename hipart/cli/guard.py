@@ -27,3 +27,38 @@ def run_guarded(fn: Callable[[Any], int], args: Any, errors: tuple[type[BaseExce
     except KeyboardInterrupt:
         print("\ninterrupted: state saved at the last checkpoint step; rerun with --resume", file=sys.stderr)
         return 130
+
+
+def exit_codes(codes: dict[int, str]) -> str:
+    """An argparse epilog listing a command's exit codes (plus Ctrl-C / SIGTERM, the same for every command)."""
+    rows = {**codes, 130: "stopped by Ctrl-C (SIGINT)", 143: "stopped by SIGTERM (docker stop, systemd)"}
+    return "exit codes:\n" + "\n".join(f"  {k:<4} {v}" for k, v in sorted(rows.items()))
+
+
+class Terminated(BaseException):
+    """SIGTERM / SIGHUP received: unwinds like Ctrl-C so `finally` blocks run and files are closed."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise Terminated(signum)
+
+
+def interruptible(prog: str, main: Callable[[], int]) -> int:
+    """main() with Ctrl-C -> exit 130 and SIGTERM / SIGHUP -> 128+N, each a one-line message, never a traceback."""
+    import signal
+
+    for name in ("SIGTERM", "SIGHUP"):
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), _raise_terminated)
+    try:
+        return main()
+    except KeyboardInterrupt:
+        print(f"\n{prog}: interrupted (Ctrl-C)", file=sys.stderr)
+        return 130
+    except Terminated as t:
+        print(f"\n{prog}: stopped by {signal.Signals(t.signum).name}", file=sys.stderr)
+        return 128 + t.signum

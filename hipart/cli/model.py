@@ -14,6 +14,8 @@ import torch
 from hipart import skeleton
 from hipart.camera import normalize_screen_coordinates
 from hipart.checkpoint import CheckpointError, bundled_checkpoint, load_checkpoint, model_hash
+from hipart.cli.arg_types import positive_int
+from hipart.cli.guard import exit_codes, interruptible
 from hipart.models.complexity import codebook_entries, stage_costs
 from hipart.models.config import HiPARTConfig
 from hipart.models.hipart import HiPART
@@ -34,18 +36,25 @@ def build_parser() -> argparse.ArgumentParser:
         prog="hipart-model",
         description="Summarise the HiPART model (parameters and FLOPs per stage) and run it once on the "
         "bundled sample pose.",
+        epilog=exit_codes({0: "ok", 1: "the checkpoint cannot be loaded (one-line reason)", 2: "bad flag"}),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--checkpoint", type=Path, help="a HiPART checkpoint (.pt); default: the bundled model")
     p.add_argument("--random-weights", choices=["paper", "edge", "tiny"],
                    help="an untrained model of this architecture instead (shape and speed checks only)")
-    p.add_argument("--batch", type=int, default=1, help="batch size of the smoke run (default 1)")
-    p.add_argument("--runs", type=int, default=3, help="timed runs of the smoke forward (default 3)")
+    p.add_argument("--batch", type=positive_int, default=1, help="batch size of the smoke run (default 1)")
+    p.add_argument("--runs", type=positive_int, default=3, help="timed runs of the smoke forward (default 3)")
     p.add_argument("--json", type=Path, help="also write the summary as JSON here")
     p.add_argument("--seed", type=int, default=0)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Entry point of hipart-model (exit codes in the parser's epilog)."""
+    return interruptible("hipart-model", lambda: _main(argv))
+
+
+def _main(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
     if args.batch < 1 or args.runs < 1:
         print("error: --batch and --runs must be >= 1", file=sys.stderr)

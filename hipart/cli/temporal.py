@@ -17,7 +17,8 @@ import torch
 
 from hipart import skeleton
 from hipart.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from hipart.cli.guard import is_dataset_dir, run_guarded
+from hipart.cli.arg_types import positive_float, positive_int
+from hipart.cli.guard import exit_codes, interruptible, is_dataset_dir, run_guarded
 from hipart.cli.train import data_version
 from hipart.data.sequences import PoseWindows
 from hipart.models.lifter import Lifter
@@ -183,7 +184,8 @@ def _data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--camera", type=int, help="only the K-th camera of every clip (default: all cameras)")
     p.add_argument("--input-2d", choices=["det", "noisy", "gt"], default="det",
                    help="sparse 2D input: stored detections (default), resampled noise, or clean")
-    p.add_argument("--stride", type=int, help="frames between window anchors (train: T/4; eval: each frame once)")
+    p.add_argument("--stride", type=positive_int,
+                   help="frames between window anchors (train: T/4; eval: each frame once)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--feature-cache", type=Path, metavar="DIR",
                    help="keep the frozen single-frame lifter's per-frame features here (--lifter-from models)")
@@ -193,13 +195,18 @@ def _data_args(p: argparse.ArgumentParser) -> None:
 def build_parser(extra: Iterable[Callable[[Any], None]] = ()) -> argparse.ArgumentParser:
     """The train / eval / bench / cache subcommands; each of `extra` is called with the subparsers object to add
     more (export.temporal_cli adds `export`)."""
-    p = argparse.ArgumentParser(prog="hipart-temporal", description="Video lifter over T hierarchical 2D frames "
-                                "with H2OT token pruning (docs/TEMPORAL.md).")  # fmt: skip
+    p = argparse.ArgumentParser(
+        prog="hipart-temporal",
+        description="Video lifter over T hierarchical 2D frames with H2OT token pruning (docs/TEMPORAL.md).",
+        epilog=exit_codes({0: "ok", 1: "bad checkpoint, data or export (one-line reason); training state is "
+                           "resumable", 2: "bad flag or not a dataset folder"}),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sub = p.add_subparsers(dest="command", required=True)
     t = sub.add_parser("train", help="train a temporal lifter on a built dataset")
     _data_args(t)
     t.add_argument("--out", type=Path, default=Path("runs/temporal"), help="run folder (default runs/temporal)")
-    t.add_argument("--frames", type=int, default=27, help="window length T (27, 81, 243; default 27)")
+    t.add_argument("--frames", type=positive_int, default=27, help="window length T (27, 81, 243; default 27)")
     t.add_argument("--config", default="small", help="small | edge | path to a TemporalConfig JSON")
     t.add_argument("--input", choices=["hierarchy", "sparse"], default="hierarchy", help="161 points or 17 joints")
     t.add_argument("--reduction", choices=["none", "linear", "sparse"], help="161 -> 17 tokens (default linear)")
@@ -212,11 +219,11 @@ def build_parser(extra: Iterable[Callable[[Any], None]] = ()) -> argparse.Argume
     t.add_argument("--schedule-b", type=int, nargs="+", help="block after which each stage prunes, e.g. 0 1")
     t.add_argument("--pipeline", choices=["seq2seq", "seq2frame"], help="all T frames out, or one (default seq2seq)")
     t.add_argument("--output-frame", choices=["centre", "last"], help="seq2frame output frame (default centre)")
-    t.add_argument("--epochs", type=int, default=TemporalRecipe.epochs)
-    t.add_argument("--batch-size", type=int, default=TemporalRecipe.batch_size)
-    t.add_argument("--lr", type=float, default=TemporalRecipe.lr)
+    t.add_argument("--epochs", type=positive_int, default=TemporalRecipe.epochs)
+    t.add_argument("--batch-size", type=positive_int, default=TemporalRecipe.batch_size)
+    t.add_argument("--lr", type=positive_float, default=TemporalRecipe.lr)
     t.add_argument("--lambda-vel", type=float, default=TemporalRecipe.lambda_vel, help="velocity loss weight")
-    t.add_argument("--max-steps", type=int, help="stop after N steps (smoke runs; resumable)")
+    t.add_argument("--max-steps", type=positive_int, help="stop after N steps (smoke runs; resumable)")
     t.add_argument("--resume", action="store_true", help="continue from <out>/temporal.state.pt")
     t.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     t.set_defaults(func=train)
@@ -224,15 +231,15 @@ def build_parser(extra: Iterable[Callable[[Any], None]] = ()) -> argparse.Argume
     _data_args(e)
     e.add_argument("--checkpoint", type=Path, required=True)
     e.add_argument("--split", default="test", help="split to evaluate (default test; never train)")
-    e.add_argument("--batch-size", type=int, default=32)
+    e.add_argument("--batch-size", type=positive_int, default=32)
     e.add_argument("--json", type=Path, help="write the metrics here")
     e.add_argument("--single-frame", type=Path, metavar="HIPART_PT",
                    help="also score this single-frame HiPART checkpoint on exactly the same frames (the baseline)")
     e.set_defaults(func=evaluate)
     b = sub.add_parser("bench", help="params, FLOPs and CPU frames/s of configurations")
     b.add_argument("--configs", nargs="+", help="specs like 'edge,frames=81,prune=tps' (default: a T=27 sweep)")
-    b.add_argument("--runs", type=int, default=5, help="timed calls per configuration (median; default 5)")
-    b.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    b.add_argument("--runs", type=positive_int, default=5, help="timed calls per configuration (median; default 5)")
+    b.add_argument("--threads", type=positive_int, help="torch CPU threads (default: torch's choice)")
     b.add_argument("--json", type=Path, help="write the results here")
     b.set_defaults(func=bench)
     c = sub.add_parser("cache", help="HiPART-generated dense/fine for every frame of a split (--generated input)")
@@ -242,7 +249,7 @@ def build_parser(extra: Iterable[Callable[[Any], None]] = ()) -> argparse.Argume
     c.add_argument("--out", type=Path, required=True, help="output .npz")
     c.add_argument("--camera", type=int, help="only the K-th camera of every clip")
     c.add_argument("--input-2d", choices=["det", "noisy", "gt"], default="det")
-    c.add_argument("--batch-size", type=int, default=256)
+    c.add_argument("--batch-size", type=positive_int, default=256)
     c.add_argument("--no-progress", action="store_true")
     c.set_defaults(func=cache)
     for add in extra:
@@ -253,6 +260,10 @@ def build_parser(extra: Iterable[Callable[[Any], None]] = ()) -> argparse.Argume
 def main(argv: list[str] | None = None, parser: argparse.ArgumentParser | None = None) -> int:
     """Run one subcommand. The `hipart-temporal` console script is export.temporal_cli:main, which passes the
     parser with the `export` subcommand added (ONNX export lives in the export package, above hipart)."""
+    return interruptible("hipart-temporal", lambda: _main(argv, parser))
+
+
+def _main(argv: list[str] | None, parser: argparse.ArgumentParser | None) -> int:
     a = (parser or build_parser()).parse_args(argv)
     data = getattr(a, "data", None)
     if data is not None and not is_dataset_dir(data):

@@ -15,7 +15,8 @@ import numpy as np
 import torch
 
 from hipart.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from hipart.cli.guard import is_dataset_dir, run_guarded
+from hipart.cli.arg_types import confidence, positive_int
+from hipart.cli.guard import exit_codes, interruptible, is_dataset_dir, run_guarded
 from hipart.data.dataset import InMemorySplit, load_manifest
 from hipart.models.config import LIFTER_POINTS, HiPARTConfig
 from hipart.models.generator import HiARM
@@ -60,7 +61,13 @@ def load_config(spec: str, lifter_input: str) -> HiPARTConfig:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="hipart-train", description="Train HiPART stage by stage (paper App. C).")
+    p = argparse.ArgumentParser(
+        prog="hipart-train",
+        description="Train HiPART stage by stage (paper App. C).",
+        epilog=exit_codes({0: "ok", 1: "bad checkpoint or data (one-line reason); state saved at the last checkpoint "
+                           "step, rerun with --resume", 2: "bad flag or not a dataset folder"}),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("stage", choices=STAGES, help="which stage to train; 'all' runs the three in order; 'assemble' "
                    "only joins stage checkpoints into <out>/hipart.pt (ablations: mix stages of different runs)")
     p.add_argument("--data", type=Path, required=True, help="dataset folder from `hipart-data build`")
@@ -68,14 +75,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", default="paper", help="paper | edge | tiny | path to a HiPARTConfig JSON")
     p.add_argument("--lifter-input", choices=["hierarchy", "dense", "sparse"], default="hierarchy",
                    help="lifter sees 17+48+96 points (default), 17+48, or the 17 joints only")
-    p.add_argument("--epochs", type=int, nargs=3, metavar=("TOK", "GEN", "LIFT"),
+    p.add_argument("--epochs", type=positive_int, nargs=3, metavar=("TOK", "GEN", "LIFT"),
                    help="epochs per stage (default: the CPU budget in docs/TRAINING.md)")
-    p.add_argument("--subsample", type=int, default=1, help="use every K-th training sample (default 1)")
+    p.add_argument("--subsample", type=positive_int, default=1, help="use every K-th training sample (default 1)")
     p.add_argument("--input-2d", choices=["noisy", "det", "gt"], default="noisy",
                    help="2D input of generator/lifter: detector-like noise (default), stored detections, or clean")
-    p.add_argument("--batch-sizes", type=int, nargs=3, metavar=("TOK", "GEN", "LIFT"),
+    p.add_argument("--batch-sizes", type=positive_int, nargs=3, metavar=("TOK", "GEN", "LIFT"),
                    help="override the paper's batch sizes (128 64 256)")
-    p.add_argument("--flip", type=float, default=0.5,
+    p.add_argument("--flip", type=confidence, default=0.5,
                    help="probability of a horizontal flip (mirror + L/R swap) per lifter sample (default 0.5)")
     p.add_argument("--tokenizer-from", type=Path, help="assemble: tokenizer.pt to use (default <out>/tokenizer.pt)")
     p.add_argument("--generator-from", type=Path, help="assemble: generator.pt to use (default <out>/generator.pt)")
@@ -85,7 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "weights) seed <out>/tokenizer.pt and generator.pt; the generator stage fine-tunes from them; "
                         "the lifter comes from --config")
     p.add_argument("--generator-dropout", type=float, help="override the generator's dropout (paper 0.25)")
-    p.add_argument("--max-steps", type=int, help="stop each stage after N steps (smoke runs; resumable)")
+    p.add_argument("--max-steps", type=positive_int, help="stop each stage after N steps (smoke runs; resumable)")
     p.add_argument("--resume", action="store_true", help="continue from <out>/<stage>.state.pt")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -272,6 +279,11 @@ def _join(cfg: HiPARTConfig, tok: MSSTokenizer, gen: HiARM, lifter: Lifter | MLP
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Entry point of hipart-train (exit codes in the parser's epilog)."""
+    return interruptible("hipart-train", lambda: _main(argv))
+
+
+def _main(argv: list[str] | None) -> int:
     a = build_parser().parse_args(argv)
     if a.subsample < 1:
         print("error: --subsample must be >= 1", file=sys.stderr)
