@@ -1,8 +1,8 @@
 """Export-friendly views of a HiPART model: the graphs behind densify/decode_step/lift/hipart.onnx.
 
-They reuse the model's own sub-modules and weights; only the decode loop is re-expressed so that it
-traces to a static graph: the KV cache is a value (not a module buffer of a fixed batch), written by
-concatenation at constant positions (unrolled graph) or by a one-hot blend at an input position
+They run the model's own decode step (`HiARM.decode_step` / `decode_tokens`, the one the eager decode uses); only
+the cache write differs so that it traces to a static graph: the KV cache is a value (not a module buffer of a fixed
+batch), written by concatenation at constant positions (unrolled graph) or by a one-hot blend at an input position
 (step graph), batch-first at the graph boundary. Parity with `HiPART.forward` is tested.
 """
 
@@ -29,44 +29,6 @@ def _require_exportable(gen: HiARM) -> None:
         )
 
 
-class CachedBlock(nn.Module):
-    """TransformerBlock.forward_cached with the cache write supplied as a function (no in-place buffers).
-
-    A module of its own so exported node names keep the layer ('/gcsab.3/attn/qkv/MatMul'), which the
-    INT8 sensitivity report groups by.
-    """
-
-    def __init__(self, blk):
-        super().__init__()
-        self.blk = blk
-
-    def forward(self, x, k_cache, v_cache, write, mask):
-        blk = self.blk
-        q, k, v = blk.attn.project_qkv(blk.norm1(x))  # [B, H, 1, hd]
-        k_cache, v_cache = write(k_cache, k), write(v_cache, v)
-        x = x + blk.attn.attend(q, k_cache, v_cache, mask)
-        return x + blk.mlp(blk.norm2(x)), k_cache, v_cache
-
-
-def _gcsab_step(gen: HiARM, blocks: nn.ModuleList, x, k_cache, v_cache, write, mask):
-    """x [B,1,D]; caches [B, L, H, T, hd] -> h [B, D] and the updated caches."""
-    ks, vs = [], []
-    for layer, blk in enumerate(blocks):
-        x, k, v = blk(x, k_cache[:, layer], v_cache[:, layer], write, mask)
-        ks.append(k)
-        vs.append(v)
-    return gen.gcsab_norm(x)[:, 0], torch.stack(ks, 1), torch.stack(vs, 1)
-
-
-def _predict_pair(gen: HiARM, h, part):
-    """Greedy sparse token, then the r dense tokens conditioned on it (same calls as HiARM.predict_pair)."""
-    hh = h[:, None]
-    ls, _ = gen.run_head(hh, part, None, None, 1)
-    q_s = ls.argmax(-1)
-    _, ld = gen.run_head(hh, part, q_s, None, 1 + gen.r)
-    return q_s[:, 0], ld.argmax(-1)[:, 0], ls[:, 0], ld[:, 0]
-
-
 def empty_cache(gen: HiARM, batch: int, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Zero K/V caches [B, layers, heads, 17, head_dim] (the decode_step graph's cache layout)."""
     c = gen.config
@@ -81,30 +43,23 @@ class DensifyGraph(nn.Module):
         super().__init__()
         _require_exportable(model.generator)
         self.model = model
-        self.gcsab = nn.ModuleList(CachedBlock(b) for b in model.generator.gcsab)
 
     def tokens(self, x_s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """HiARM.decode_tokens with the caches as values, written at static positions (slice + concat)."""
         gen = self.model.generator
-        b, p, r, t = x_s.shape[0], gen.num_parts, gen.r, gen.max_len
-        k_cache, v_cache = empty_cache(gen, b, x_s)
-        x = (gen.embed_sos(x_s) + gen.pos_emb[0])[:, None]
-        qs, qd = [], []
-        for i in range(p):
+        t = gen.max_len
+        k, v = empty_cache(gen, x_s.shape[0], x_s)
 
-            def write(cache, new, i=i):  # static position i: slice + concat, no scatter
+        def write_at(i: int):
+            def write(cache: torch.Tensor, new: torch.Tensor) -> torch.Tensor:  # no scatter: slice + concat
                 return torch.cat([cache[:, :, :i], new, cache[:, :, i + 1 : t]], 2)
 
-            mask = (torch.arange(t) <= i).view(1, 1, 1, t)
-            h, k_cache, v_cache = _gcsab_step(gen, self.gcsab, x, k_cache, v_cache, write, mask)
-            part = gen.order[i].reshape(1)
-            q_s, q_d, _, _ = _predict_pair(gen, h, part)
-            qs.append(q_s)
-            qd.append(q_d)
-            if i + 1 < p:
-                x = gen.embed_pairs(q_s[:, None], q_d[:, None], part) + gen.pos_emb[i + 1]
-        q_s = torch.stack(qs, 1)[:, gen.inv_order]
-        q_d = torch.stack(qd, 1)[:, gen.inv_order].reshape(b, p * r)
-        return q_s, q_d
+            return write
+
+        def mask_at(i: int) -> torch.Tensor:
+            return (torch.arange(t) <= i).view(1, 1, 1, t)
+
+        return gen.decode_tokens(x_s, k.unbind(1), v.unbind(1), write_at, mask_at)
 
     def forward(self, x_s: torch.Tensor):
         q_s, q_d = self.tokens(x_s)
@@ -113,7 +68,7 @@ class DensifyGraph(nn.Module):
 
 
 class DecodeStepGraph(nn.Module):
-    """One decode step for looping runtimes.
+    """One decode step for looping runtimes: HiARM.decode_step with a one-hot cache write at an input position.
 
     (x_s [B,17,2], step [1] int64, prev_q_s [B], prev_q_d [B,r], past_k, past_v [B,L,H,17,hd])
     -> (q_s [B], q_d [B,r], logits_s [B,Ks], logits_d [B,r,Kd], present_k, present_v).
@@ -125,25 +80,22 @@ class DecodeStepGraph(nn.Module):
         super().__init__()
         _require_exportable(model.generator)
         self.model = model
-        self.gcsab = nn.ModuleList(CachedBlock(b) for b in model.generator.gcsab)
 
     def forward(self, x_s, step, prev_q_s, prev_q_d, past_k, past_v):
         gen = self.model.generator
         t = gen.max_len
         slots = torch.arange(t)
         prev_part = gen.order[(step - 1).clamp(min=0)]
-        g_pair = gen.embed_pairs(prev_q_s[:, None], prev_q_d[:, None], prev_part)[:, 0]
-        g = torch.where(step == 0, gen.embed_sos(x_s), g_pair)
-        x = (g + gen.pos_emb[step])[:, None]  # [B, 1, D]
+        x = torch.where(step == 0, gen.sos_input(x_s)[:, 0], gen.pair_input(prev_q_s, prev_q_d, prev_part, step)[:, 0])
         onehot = (slots == step).to(x.dtype).view(1, 1, t, 1)
 
         def write(cache, new):
             return cache * (1 - onehot) + new * onehot
 
         mask = (slots <= step).view(1, 1, 1, t)
-        h, k, v = _gcsab_step(gen, self.gcsab, x, past_k, past_v, write, mask)
-        q_s, q_d, ls, ld = _predict_pair(gen, h, gen.order[step])
-        return q_s, q_d, ls, ld, k, v
+        q_s, q_d, ls, ld, k, v = gen.decode_step(x[:, None], gen.order[step], past_k.unbind(1), past_v.unbind(1),
+                                                 write, mask)  # fmt: skip
+        return q_s, q_d, ls, ld, torch.stack(k, 1), torch.stack(v, 1)
 
 
 class LiftGraph(nn.Module):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -33,6 +35,19 @@ class MixerBlock(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x + self.token_mlp(self.norm1(x).transpose(1, 2)).transpose(1, 2)
         return x + self.channel_mlp(self.norm2(x))
+
+
+CacheWrite = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (cache [B,H,T,hd], new [B,H,1,hd]) -> cache
+
+
+def write_in_place(pos: int) -> CacheWrite:
+    """A cache write that stores the new K/V at slot `pos` of a static buffer, in place (eager decode)."""
+
+    def write(cache: torch.Tensor, new: torch.Tensor) -> torch.Tensor:
+        cache[:, :, pos : pos + 1] = new
+        return cache
+
+    return write
 
 
 class Attention(nn.Module):
@@ -73,14 +88,20 @@ class Attention(nn.Module):
         q, k, v = self.project_qkv(x)
         return self.attend(q, k, v, mask)
 
+    def forward_step(
+        self, x: torch.Tensor, cache_k: torch.Tensor, cache_v: torch.Tensor, write: CacheWrite, mask: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """One new token: `write(cache, new)` stores its K/V (in place, or as a new value for export graphs),
+        then it attends over the slots `mask` allows -> (out [B, 1, D], cache_k, cache_v)."""
+        q, k, v = self.project_qkv(x)  # [B, H, 1, hd]
+        cache_k, cache_v = write(cache_k, k), write(cache_v, v)
+        return self.attend(q, cache_k, cache_v, mask), cache_k, cache_v
+
     def forward_cached(
         self, x: torch.Tensor, pos: int, cache_k: torch.Tensor, cache_v: torch.Tensor, mask: torch.Tensor
     ) -> torch.Tensor:
-        """One new token at position `pos`: write its K/V into the static cache, attend over slots <= pos."""
-        q, k, v = self.project_qkv(x)  # [B, H, 1, hd]
-        cache_k[:, :, pos : pos + 1] = k
-        cache_v[:, :, pos : pos + 1] = v
-        return self.attend(q, cache_k, cache_v, mask)
+        """One new token at position `pos` of static cache buffers (written in place), attending over slots <= pos."""
+        return self.forward_step(x, cache_k, cache_v, write_in_place(pos), mask)[0]
 
 
 class TransformerBlock(nn.Module):
@@ -98,12 +119,19 @@ class TransformerBlock(nn.Module):
         x = x + self.attn(self.norm1(x), mask)
         return x + self.mlp(self.norm2(x))
 
+    def forward_step(
+        self, x: torch.Tensor, cache_k: torch.Tensor, cache_v: torch.Tensor, write: CacheWrite, mask: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """One new token through the block with a KV cache (see `Attention.forward_step`)."""
+        a, cache_k, cache_v = self.attn.forward_step(self.norm1(x), cache_k, cache_v, write, mask)
+        x = x + a
+        return x + self.mlp(self.norm2(x)), cache_k, cache_v
+
     def forward_cached(
         self, x: torch.Tensor, pos: int, cache_k: torch.Tensor, cache_v: torch.Tensor, mask: torch.Tensor
     ) -> torch.Tensor:
-        """Cached single-token step (see `Attention.forward_cached`)."""
-        x = x + self.attn.forward_cached(self.norm1(x), pos, cache_k, cache_v, mask)
-        return x + self.mlp(self.norm2(x))
+        """Cached single-token step on static buffers (see `Attention.forward_cached`)."""
+        return self.forward_step(x, cache_k, cache_v, write_in_place(pos), mask)[0]
 
 
 def joint_projection(x: torch.Tensor, proj: nn.Linear) -> torch.Tensor:

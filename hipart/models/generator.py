@@ -11,12 +11,14 @@ does not exist, so decoding runs the 16 steps that produce pairs 1..16. The KV c
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from hipart import skeleton
-from hipart.models.blocks import TransformerBlock
+from hipart.models.blocks import CacheWrite, TransformerBlock, write_in_place
 from hipart.models.config import GeneratorConfig, TokenizerConfig
 
 
@@ -195,12 +197,68 @@ class HiARM(nn.Module):
             )
         return c
 
-    def gcsab_step(self, x: torch.Tensor, pos: int, cache: KVCache) -> torch.Tensor:
-        """One cached GCSAB step: x [B, 1, D] at sequence position `pos` -> h [B, D]."""
-        mask = cache.step_mask[pos]
+    def decode_step(
+        self,
+        x: torch.Tensor,
+        part: torch.Tensor,
+        caches_k: Sequence[torch.Tensor],
+        caches_v: Sequence[torch.Tensor],
+        write: CacheWrite,
+        mask: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, list[torch.Tensor], list[torch.Tensor]]:
+        """THE decode step (Algorithm 1, lines 3-9), shared by `generate` and every export graph.
+
+        x [B, 1, D]: this position's input (`sos_input` or `pair_input`); caches_k/v: per GCSAB layer [B, H, T, hd];
+        `write(cache, new)` stores the new K/V (in place for eager decode, as a new value in export graphs);
+        mask: slots this position may attend. -> (q_s [B], q_d [B, r], logits_s, logits_d, caches_k, caches_v).
+        """
+        ks, vs = [], []
         for layer, blk in enumerate(self.gcsab):
-            x = blk.forward_cached(x, pos, cache.k[layer], cache.v[layer], mask)
-        return self.gcsab_norm(x)[:, 0]
+            x, k, v = blk.forward_step(x, caches_k[layer], caches_v[layer], write, mask)
+            ks.append(k)
+            vs.append(v)
+        q_s, q_d, ls, ld = self.predict_pair(self.gcsab_norm(x)[:, 0], part)
+        return q_s, q_d, ls, ld, ks, vs
+
+    def sos_input(self, x_s: torch.Tensor) -> torch.Tensor:
+        """Input of position 0: the SOS embedding of x_s [B, 17, 2] -> [B, 1, D]."""
+        return (self.embed_sos(x_s) + self.pos_emb[0])[:, None]
+
+    def pair_input(
+        self, q_s: torch.Tensor, q_d: torch.Tensor, part: torch.Tensor, pos: torch.Tensor | int
+    ) -> torch.Tensor:
+        """Input of position `pos`: the pair (q_s [B], q_d [B, r]) of `part` decoded at pos - 1 -> [B, 1, D]."""
+        return self.embed_pairs(q_s[:, None], q_d[:, None], part.reshape(1)) + self.pos_emb[pos]
+
+    def decode_tokens(
+        self, x_s: torch.Tensor, caches_k: Sequence[torch.Tensor], caches_v: Sequence[torch.Tensor],
+        write_at: Callable[[int], CacheWrite], mask_at: Callable[[int], torch.Tensor], return_logits: bool = False,
+    ) -> tuple[torch.Tensor, ...]:
+        """The greedy loop over `decode_step`: (q_s [B, 16], q_d [B, 48]) in canonical part order [+ logits].
+
+        `write_at(i)` / `mask_at(i)` give the cache write and mask of position i, so one loop serves the eager
+        decode (static buffers written in place) and the unrolled export graph (caches as values)."""
+        b, p, r = x_s.shape[0], self.num_parts, self.r
+        x = self.sos_input(x_s)
+        qs, qd, ls_o, ld_o = [], [], [], []
+        ks, vs = list(caches_k), list(caches_v)
+        for i in range(p):
+            part = self.order[i]
+            q_s, q_d, ls, ld, ks, vs = self.decode_step(x, part, ks, vs, write_at(i), mask_at(i))
+            qs.append(q_s)
+            qd.append(q_d)
+            if return_logits:
+                ls_o.append(ls)
+                ld_o.append(ld)
+            if i + 1 < p:
+                x = self.pair_input(q_s, q_d, part, i + 1)
+        q_s = torch.stack(qs, 1)[:, self.inv_order]
+        q_d = torch.stack(qd, 1)[:, self.inv_order].reshape(b, p * r)
+        if not return_logits:
+            return q_s, q_d
+        logits_s = torch.stack(ls_o, 1)[:, self.inv_order]
+        logits_d = torch.stack(ld_o, 1)[:, self.inv_order].reshape(b, p * r, -1)
+        return q_s, q_d, logits_s, logits_d
 
     def predict_pair(self, h: torch.Tensor, part: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """Greedy pair from h [B, D]: (q_s [B], q_d [B, r], logits_s [B, Ks], logits_d [B, r, Kd])."""
@@ -229,29 +287,24 @@ class HiARM(nn.Module):
             ls, ld = self.forward(x_s, z, z.repeat(1, r))  # one parallel pass; no token is fed back
             out = (ls.argmax(-1), ld.argmax(-1))
             return out + (ls, ld) if return_logits else out
+        if use_cache:
+            cache = self.setup_cache(b, x_s.device, x_s.dtype)
+            cache.reset()
+            return self.decode_tokens(
+                x_s, cache.k, cache.v, write_in_place, lambda i: cache.step_mask[i], return_logits
+            )
+        # reference: rebuild the whole prefix (embeddings + GCSAB) every step, no cache
         qs_o = torch.zeros(b, p, dtype=torch.long, device=x_s.device)
         qd_o = torch.zeros(b, p, r, dtype=torch.long, device=x_s.device)
         ls_o, ld_o = [], []
         g0 = self.embed_sos(x_s)
-        cache = None
-        if use_cache:
-            cache = self.setup_cache(b, x_s.device, x_s.dtype)
-            cache.reset()
-            x = (g0 + self.pos_emb[0])[:, None]
         for i in range(p):
-            if use_cache:
-                h = self.gcsab_step(x, i, cache)
-            else:  # reference: rebuild the whole prefix (embeddings + GCSAB) every step
-                g = self.embed_pairs(qs_o[:, :i], qd_o[:, :i], self.order[:i])
-                h = self.run_gcsab(torch.cat([g0[:, None], g], 1) + self.pos_emb[: i + 1])[:, -1]
-            part = self.order[i]
-            q_s, q_d, ls, ld = self.predict_pair(h, part)
+            g = self.embed_pairs(qs_o[:, :i], qd_o[:, :i], self.order[:i])
+            h = self.run_gcsab(torch.cat([g0[:, None], g], 1) + self.pos_emb[: i + 1])[:, -1]
+            q_s, q_d, ls, ld = self.predict_pair(h, self.order[i])
             qs_o[:, i], qd_o[:, i] = q_s, q_d
-            if return_logits:
-                ls_o.append(ls)
-                ld_o.append(ld)
-            if use_cache and i + 1 < p:
-                x = self.embed_pairs(q_s[:, None], q_d[:, None], part.reshape(1)) + self.pos_emb[i + 1]
+            ls_o.append(ls)
+            ld_o.append(ld)
         q_s, q_d = qs_o[:, self.inv_order], qd_o[:, self.inv_order].reshape(b, p * r)
         if not return_logits:
             return q_s, q_d
