@@ -79,14 +79,24 @@ def verify_sidecar(sidecar_path: str | Path, current: EngineKey) -> dict:
     sidecar_path = Path(sidecar_path)
     if not sidecar_path.exists():
         raise EngineMismatchError(f"{sidecar_path} missing: cannot tell which device/TensorRT built this engine")
-    try:
-        stored = json.loads(sidecar_path.read_text())
-    except json.JSONDecodeError as e:
-        raise EngineMismatchError(f"{sidecar_path} is not valid JSON: {e}") from None
+    stored = read_sidecar(sidecar_path)
     diff = mismatches(stored, current)
     if diff:
         raise EngineMismatchError(
             f"engine {sidecar_path.with_suffix('.engine').name} was built elsewhere; rebuild it here "
             f"(hipart-export --int8/--fp16):\n  " + "\n  ".join(diff)
         )
+    return stored
+
+
+def read_sidecar(sidecar_path: str | Path) -> dict:
+    """An engine sidecar's JSON object; EngineMismatchError when it is not UTF-8 JSON holding an object."""
+    sidecar_path = Path(sidecar_path)
+    try:
+        stored = json.loads(sidecar_path.read_bytes().decode("utf-8"))
+    except (ValueError, RecursionError) as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        why = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise EngineMismatchError(f"{sidecar_path} is not valid JSON: {why}") from None
+    if not isinstance(stored, dict):
+        raise EngineMismatchError(f"{sidecar_path} is not an engine sidecar (a JSON object expected)")
     return stored

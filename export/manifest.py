@@ -95,17 +95,41 @@ class Entry:
     @staticmethod
     def from_dict(d: dict[str, Any]) -> Entry:
         """Parse one manifest entry; ManifestError naming the missing or unknown fields."""
+        if not isinstance(d, dict):
+            raise ManifestError(f"manifest entry is not a JSON object: {_short(d)}")
         required = ("artifact", "file", "kind", "precision", "model_hash")
         missing = [k for k in required if not d.get(k)]
         if missing:
-            raise ManifestError(f"manifest entry lacks {missing}: {d}")
+            raise ManifestError(f"manifest entry lacks {missing}: {_short(d)}")
         known = set(Entry.__dataclass_fields__)
         e = Entry(**{k: v for k, v in d.items() if k in known})
+        for name, types in _FIELD_TYPES.items():
+            v = getattr(e, name)
+            if not isinstance(v, types) or isinstance(v, bool):
+                raise ManifestError(f"manifest entry {_short(d.get('file'))}: {name} {_short(v)} has the wrong type")
+        if e.engine is not None and not all(isinstance(v, str) for v in e.engine.values()):
+            raise ManifestError(f"manifest entry {e.file}: engine key values must be strings")
+        parts = e.file.split("/")
+        if e.file.startswith("/") or "\\" in e.file or ".." in parts or "\0" in e.file:
+            raise ManifestError(f"manifest entry {e.file!r}: the file must be a relative path inside the folder")
         if e.kind not in KINDS or e.precision not in PRECISIONS:
             raise ManifestError(f"manifest entry {e.file}: kind {e.kind!r} / precision {e.precision!r} unknown")
         if e.kind == "engine" and not e.engine:
             raise ManifestError(f"manifest entry {e.file}: an engine entry needs its engine key")
         return e
+
+
+_FIELD_TYPES: dict[str, type | tuple[type, ...]] = {
+    "artifact": str, "file": str, "kind": str, "precision": str, "model_hash": str, "opset": (int, type(None)),
+    "bytes": (int, type(None)), "sha256": (str, type(None)), "calibration_hash": (str, type(None)),
+    "engine": (dict, type(None)), "source": (str, type(None)), "status": str,
+}  # fmt: skip
+
+
+def _short(v: Any) -> str:
+    """repr of a value from the manifest, cut to one short line for a message."""
+    text = repr(v)
+    return text if len(text) <= 120 else text[:117] + "..."
 
 
 def entry_name(artifact: str, precision: str, kind: str = "onnx", engine: dict[str, str] | None = None) -> str:
@@ -212,9 +236,10 @@ def load_manifest(folder: str | Path) -> Manifest:
     if not path.is_file():
         raise ManifestMissing(f"no {MANIFEST_NAME} in {root}: run `hipart-export --out {root}` (it writes one)")
     try:
-        doc = json.loads(path.read_text())
-    except (OSError, ValueError) as e:
-        raise ManifestError(f"{path} is unreadable ({e}); re-run `hipart-export --out {root}`") from None
+        doc = json.loads(path.read_bytes().decode("utf-8"))
+    except (OSError, ValueError, RecursionError) as e:  # ValueError: not UTF-8 or not JSON; RecursionError: nesting
+        why = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise ManifestError(f"{path} is unreadable ({why}); re-run `hipart-export --out {root}`") from None
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         raise ManifestError(f"{path} is not a hipart-export manifest (format {FORMAT!r} expected)")
     if doc.get("format_version") != FORMAT_VERSION:
@@ -222,8 +247,14 @@ def load_manifest(folder: str | Path) -> Manifest:
             f"{path} has format version {doc.get('format_version')}, this build reads {FORMAT_VERSION}; "
             f"re-run `hipart-export --out {root}`"
         )
+    artifacts = doc.get("artifacts") or {}
+    if not isinstance(artifacts, dict):
+        raise ManifestError(f"{path}: 'artifacts' must be a JSON object; re-run `hipart-export --out {root}`")
+    for key, types in (("model_hash", str), ("model_source", str), ("updated", str), ("calibration", dict)):
+        if doc.get(key) is not None and not isinstance(doc[key], types):
+            raise ManifestError(f"{path}: {key!r} has the wrong type ({_short(doc[key])}); re-run `hipart-export`")
     entries = {}
-    for name, d in (doc.get("artifacts") or {}).items():
+    for name, d in artifacts.items():
         e = Entry.from_dict(d)
         entries[name] = e
     return Manifest(root, entries, doc.get("model_hash"), doc.get("model_source"), doc.get("calibration"),

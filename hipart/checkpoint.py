@@ -156,12 +156,18 @@ def load_checkpoint(
     kind = payload["kind"]
     if expect_kind is not None and kind != expect_kind:
         raise CheckpointError(f"{path} holds a {kind!r} checkpoint, expected {expect_kind!r}")
+    cfg, state = payload.get("config"), payload.get("state_dict")
+    if not isinstance(cfg, dict):
+        raise CheckpointError(f"{path}: stored config is missing or not a mapping")
+    if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
+                                              for k, v in state.items()):  # fmt: skip
+        raise CheckpointError(f"{path}: stored weights are missing or not a mapping of names to tensors")
     try:
-        model = _build_model(kind, payload["config"])
-    except (ValueError, TypeError, KeyError) as e:
-        raise CheckpointError(f"{path}: stored config is invalid for this version: {e}") from None
+        model = _build_model(kind, cfg)
+    except Exception as e:  # a stored config fails in many ways: ValueError, TypeError, ZeroDivisionError, ...
+        raise CheckpointError(f"{path}: stored config is invalid for this version: {_first_line(e)}") from None
     try:  # float16-stored weights are cast back into the float32 parameters by copy_
-        model.load_state_dict(payload["state_dict"], strict=True)
+        model.load_state_dict(state, strict=True)
     except RuntimeError as e:
         msg = str(e).splitlines()[0:3]
         raise CheckpointError(f"{path}: weights do not match the stored config: {' '.join(msg)}") from None

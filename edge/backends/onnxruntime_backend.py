@@ -147,8 +147,13 @@ class OnnxRuntimeBackend(Backend):
 
     def _artifact_hash(self) -> str | None:
         """The model hash hipart-export wrote into the ONNX metadata (`hipart.model_hash`), if any."""
-        for sess in self.sessions.values():
-            h = sess.get_modelmeta().custom_metadata_map.get("hipart.model_hash")
+        for name, sess in self.sessions.items():
+            try:
+                h = sess.get_modelmeta().custom_metadata_map.get("hipart.model_hash")
+            except UnicodeDecodeError:  # onnxruntime hands metadata back as str: invalid UTF-8 fails there
+                raise BackendError(
+                    f"onnxruntime backend: {self.files[name]} carries metadata that is not valid UTF-8 (corrupt file?)"
+                ) from None
             if h:
                 return h
         return None

@@ -10,7 +10,6 @@ capability, TensorRT version, precision): a mismatch with this machine is a clea
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from pathlib import Path
@@ -22,7 +21,7 @@ from edge.backends.base import Backend, BackendArgs, BackendError, BackendUnavai
 from edge.backends.cuda_probe import gpu_identity
 from edge.backends.onnxruntime_backend import _ALIASES
 from edge.occlusion import DEFAULT_MIN_CONF
-from export.engine_cache import SIDECAR_SUFFIX, EngineKey, EngineMismatchError, verify_sidecar
+from export.engine_cache import SIDECAR_SUFFIX, EngineKey, EngineMismatchError, read_sidecar, verify_sidecar
 from export.manifest import (
     MANIFEST_NAME,
     ExpectedModel,
@@ -205,7 +204,7 @@ def select_engine(
     try:
         if p.is_file():  # an explicit engine: its sidecar says what it is, the key check says whether it fits
             sidecar = p.with_suffix(SIDECAR_SUFFIX)
-            side = json.loads(sidecar.read_text()) if sidecar.is_file() else {}
+            side = read_sidecar(sidecar) if sidecar.is_file() else {}  # EngineMismatchError if unreadable
             mhash = expected.model_hash if known else str(side.get("model_hash", ""))
             prec = precision or str(side.get("precision", ""))
         else:

@@ -187,6 +187,8 @@ def parse_bvh_text(text: str, path: str | Path = "<string>") -> BVHMotion:
         n_frames = int(lines[i].split(":", 1)[1])
     except ValueError:
         raise BVHError(path, i + 1, f"unparsable frame count in {lines[i].strip()!r}") from None
+    if n_frames < 0:
+        raise BVHError(path, i + 1, f"frame count must be >= 0, got {n_frames}")
     i += 1
     if i >= len(lines) or not lines[i].strip().startswith("Frame Time:"):
         raise BVHError(path, min(i + 1, len(lines)), "expected 'Frame Time: t'")
@@ -194,8 +196,8 @@ def parse_bvh_text(text: str, path: str | Path = "<string>") -> BVHMotion:
         frame_time = float(lines[i].split(":", 1)[1])
     except ValueError:
         raise BVHError(path, i + 1, f"unparsable frame time in {lines[i].strip()!r}") from None
-    if not frame_time > 0:
-        raise BVHError(path, i + 1, f"frame time must be > 0, got {frame_time}")
+    if not (frame_time > 0 and math.isfinite(frame_time)):
+        raise BVHError(path, i + 1, f"frame time must be finite and > 0, got {frame_time}")
     i += 1
     data_lines = [(k + 1, s) for k, s in enumerate(lines[i:], start=i) if s.strip()]
     C = skel.num_channels
@@ -307,9 +309,10 @@ def rest_height(sk: BVHSkeleton) -> float:
 def detect_unit(sk: BVHSkeleton) -> tuple[str, float]:
     """Pick the length unit (m/cm/mm/inch/cmu) whose rest-pose height is closest to a human's 1.7 m."""
     h = rest_height(sk)
-    if not h > 0:
-        raise ValueError("degenerate skeleton: zero rest height, cannot detect units")
-    best = min(UNIT_SCALES.items(), key=lambda kv: abs(math.log(h * kv[1] / _TYPICAL_HEIGHT_M)))
+    if not (h > 0 and math.isfinite(h)):
+        raise ValueError(f"degenerate skeleton: rest height {h}, cannot detect units")
+    # log(h) + log(scale), not log(h * scale): a denormal height must not underflow to log(0)
+    best = min(UNIT_SCALES.items(), key=lambda kv: abs(math.log(h) + math.log(kv[1] / _TYPICAL_HEIGHT_M)))
     return best
 
 
@@ -332,6 +335,8 @@ def clip_from_motion(motion: BVHMotion, unit: str | None = None) -> BVHClip:
             raise ValueError(f"unknown unit {unit!r}; choose one of {sorted(UNIT_SCALES)}")
         scale = UNIT_SCALES[unit]
     pos, rot = forward_kinematics(motion)
+    if not np.isfinite(pos).all():
+        raise BVHError(motion.path, None, "joint positions overflow (offsets or translations too large)")
     ends = {j: (pos[:, j] + np.einsum("fij,j->fi", rot[:, j], off)) * scale
             for j, off in sk.end_sites.items()}  # fmt: skip
     return BVHClip(
