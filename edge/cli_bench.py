@@ -93,6 +93,9 @@ def _main(argv: list[str] | None) -> int:
     if bad:
         print(f"hipart-bench: error: unknown backend(s) {bad}; choose from {', '.join(BACKENDS)}", file=sys.stderr)
         return 2
+    if args.pipeline and args.source and not Path(args.source).expanduser().exists():
+        print(f"hipart-bench: error: --source {args.source}: not found", file=sys.stderr)
+        return 2
     try:
         if args.json:
             check_writable(args.json)
@@ -105,7 +108,7 @@ def _main(argv: list[str] | None) -> int:
     print(f"model: {loaded.source} [{loaded.model_hash}]", file=sys.stderr)
     if args.precision != "auto":
         print(f"note: precision {args.precision} applies to tensorrt engines only", file=sys.stderr)
-    if args.artifacts is None and {"onnxruntime", "tensorrt"} & set(names):
+    if args.artifacts is None and _needs_onnx(names):
         _export_if_absent(loaded)
     report = run_bench(
         loaded,
@@ -131,13 +134,26 @@ def _main(argv: list[str] | None) -> int:
             report.skipped["pipeline"] = f"{type(e).__name__}: {e}"
     print(to_markdown(report))
     if args.json:
-        Path(args.json).write_text(report.to_json())
+        try:
+            Path(args.json).write_text(report.to_json())
+        except OSError as e:
+            print(f"hipart-bench: error: writing {args.json} failed: {e.strerror or e}", file=sys.stderr)
+            return 1
         print(f"wrote {args.json}", file=sys.stderr)
     if not report.rows:
         why = "; ".join(f"{k}: {v}" for k, v in report.skipped.items() if k in names)
         print(f"hipart-bench: error: nothing was timed: every requested backend was skipped ({why})", file=sys.stderr)
         return 1
     return 0
+
+
+def _needs_onnx(names: list[str]) -> bool:
+    """A requested backend that can run here reads hipart.onnx (so exporting it first is worth the time)."""
+    import importlib.util
+
+    return ("onnxruntime" in names and importlib.util.find_spec("onnxruntime") is not None) or (
+        "tensorrt" in names and importlib.util.find_spec("tensorrt") is not None
+    )
 
 
 def _export_if_absent(loaded: object) -> None:

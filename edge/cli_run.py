@@ -13,7 +13,7 @@ from edge.occlusion import DEFAULT_MIN_CONF
 from edge.run import RunError, RunOptions, run_pipeline, summary
 from edge.sinks import SinkError, recover_npz
 from hipart.cli.arg_types import confidence, device_name, positive_float, positive_int
-from hipart.cli.guard import Terminated, _raise_terminated
+from hipart.cli.guard import Terminated, install_stop_handlers
 
 EXIT_CODES = """exit codes:
   0    finished; every output complete
@@ -111,9 +111,7 @@ def _recover(path: str) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point; exit codes in EXIT_CODES (0 ok, 1 stopped by an error, 2 cannot start, 128+N signal N)."""
-    for sig in (signal.SIGTERM, getattr(signal, "SIGHUP", None)):
-        if sig is not None:
-            signal.signal(sig, _raise_terminated)
+    install_stop_handlers()
     try:
         return _main(argv)
     except KeyboardInterrupt:

@@ -60,6 +60,7 @@ class RunStats:
     corrupt: int = 0
     failed: int = 0
     persons: int = 0
+    persons_dropped: int = 0  # detected, but outside the frame or with too few confident joints: not lifted
     wall_s: float = 0.0
     stage_ms: dict[str, float] = field(default_factory=dict)  # mean per stage
     latency_ms: dict[str, float] = field(default_factory=dict)  # capture -> written: median, p90
@@ -307,6 +308,7 @@ class Pipeline:
         st = self.stats
         st.frames_out += 1
         st.persons += 0 if item.result is None else len(item.result)
+        st.persons_dropped += item.dropped_persons
         st.corrupt += item.status == "corrupt"
         st.failed += item.status.startswith("error")
         self._fps_times.append(now)
@@ -404,5 +406,9 @@ class Pipeline:
             lat = np.asarray(self._latencies)
             st.latency_ms = {"median": float(np.median(lat)), "p90": float(np.percentile(lat, 90))}
         st.events = list(self.source.events)
-        if st.error is None and st.frames_out and st.failed == st.frames_out:
-            st.error = f"every frame failed ({st.failed} of {st.frames_out}); first: {self._first_failure}"
+        if st.error is None and st.frames_out and st.failed + st.corrupt == st.frames_out:
+            first = self._first_failure or "corrupt (unreadable image)"
+            st.error = (
+                f"no frame could be processed ({st.failed} failed, {st.corrupt} corrupt of {st.frames_out}); "
+                f"first: {first}"
+            )

@@ -209,6 +209,15 @@ class Runtime:
 
 def build_runtime(opts: RunOptions, loaded: LoadedModel | None = None, say: Callable[[str], None] = _silent) -> Runtime:
     """Source, sinks, weights (unless `loaded` is given) and Estimator for `opts`; RunError when it cannot start."""
+    _check_outputs_distinct(opts)
+    if opts.artifacts is not None and opts.backend == "auto":  # named backends say what they miss themselves
+        from export.manifest import MANIFEST_NAME
+
+        if not (Path(opts.artifacts).expanduser() / MANIFEST_NAME).is_file():
+            raise RunError(
+                f"--artifacts {opts.artifacts}: no {MANIFEST_NAME} there (export into it first: "
+                f"hipart-export --out {opts.artifacts})"
+            )
     try:
         source = open_source(opts.source, opts.keypoint_format, loop=opts.loop)
     except SourceError as e:
@@ -233,6 +242,20 @@ def build_runtime(opts: RunOptions, loaded: LoadedModel | None = None, say: Call
         source.close()
         raise
     return Runtime(opts, source, estimator, sinks, loaded)
+
+
+def _check_outputs_distinct(opts: RunOptions) -> None:
+    """RunError when two outputs (or an output and an .npz journal) would be the same file."""
+    from edge.sinks import journal_path
+
+    seen: dict[Path, str] = {}
+    for o in ([opts.save] if opts.save else []) + list(opts.poses):
+        p = Path(o).expanduser().resolve()
+        names = [p] + ([journal_path(p)] if p.suffix.lower() == ".npz" else [])
+        for n in names:
+            if n in seen:
+                raise RunError(f"two outputs would write the same file {n} ({seen[n]} and {o}); give distinct names")
+            seen[n] = o
 
 
 def _weights(opts: RunOptions, say: Callable[[str], None]) -> tuple[LoadedModel, RunOptions]:
@@ -326,7 +349,12 @@ def summary(stats: RunStats, opts: RunOptions) -> str:
     lines = [
         f"frames: {stats.frames_in} read, {stats.frames_out} written, {stats.dropped} dropped"
         f"{' (live source fell behind: oldest frames dropped)' if stats.dropped else ''}, "
-        f"{stats.corrupt} corrupt, {stats.failed} failed; persons lifted: {stats.persons}",
+        f"{stats.corrupt} corrupt, {stats.failed} failed; persons lifted: {stats.persons}"
+        + (
+            f", {stats.persons_dropped} not lifted (outside the image or fewer than the minimum confident joints)"
+            if stats.persons_dropped
+            else ""
+        ),
         f"throughput: {stats.fps:.1f} FPS over {stats.wall_s:.1f} s; latency capture->written: "
         + (
             f"median {stats.latency_ms['median']:.0f} ms, p90 {stats.latency_ms['p90']:.0f} ms"

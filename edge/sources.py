@@ -349,6 +349,9 @@ class KeypointSource(Source):
         if fmt not in KEYPOINT_FORMATS:
             raise SourceError(f"{path}: unknown keypoint format {fmt!r}; choose one of {KEYPOINT_FORMATS}")
         self.format = fmt
+        kps = d["keypoints"]
+        if not isinstance(kps, (list, np.ndarray)) or (isinstance(kps, np.ndarray) and kps.ndim == 0) or not len(kps):
+            raise SourceError(f"{path}: holds no frames (keypoints must be [T,(P,)17,2|3] with T >= 1)")
         for key in ("keypoints", "conf"):
             arr = d.get(key)
             if isinstance(arr, np.ndarray) and arr.dtype.kind not in "fiub":

@@ -162,6 +162,12 @@ def load_checkpoint(
     if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
                                               for k, v in state.items()):  # fmt: skip
         raise CheckpointError(f"{path}: stored weights are missing or not a mapping of names to tensors")
+    bad = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        raise CheckpointError(
+            f"{path}: {len(bad)} weight tensors hold NaN or inf (e.g. {bad[0]}); the training run diverged or the "
+            "file is damaged"
+        )
     try:
         model = _build_model(kind, cfg)
     except Exception as e:  # a stored config fails in many ways: ValueError, TypeError, ZeroDivisionError, ...

@@ -19,6 +19,7 @@ import torch
 
 from kernels.arg_checks import check_decode_attention
 from kernels.triton_support import (
+    HAS_TRITON,
     check_device,
     kernel_dtype,
     next_pow2,
@@ -129,6 +130,12 @@ def decode_attention(
     out: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """One cached decode step of multi-head attention for all heads (writes k/v at `pos`). Triton."""
+    if not HAS_TRITON and qkv.is_cuda:  # Jetson: the AOT-built library instead of Triton
+        from kernels import library
+
+        return library.decode_attention(
+            qkv, k_cache, v_cache, pos, proj_weight, proj_bias, residual, scale=scale, out=out
+        )
     require_triton()
     c_out = check_decode_attention(qkv, k_cache, v_cache, pos, proj_weight, proj_bias, residual)
     check_device(*(t for t in (qkv, k_cache, v_cache, proj_weight, proj_bias, residual) if t is not None))

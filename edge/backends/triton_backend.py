@@ -1,8 +1,10 @@
-"""Triton backend: the HiARM decode on the fused Triton kernels of `kernels/`, the rest in torch.
+"""Triton backend: the HiARM decode on the fused kernels of `kernels/`, the rest in torch.
 
-`kernels.decode_driver.TritonDecoder` runs Algorithm 1 with the fused cached-attention and
-head-argmax kernels (one CUDA graph per batch size on GPU); the MSST decoders and the lifter stay in
-torch. On a machine without CUDA it runs only under Triton's CPU interpreter (TRITON_INTERPRET=1,
+`kernels.decode_driver.TritonDecoder` runs Algorithm 1 with the fused cached-attention and head-argmax kernels
+(one CUDA graph per batch size on GPU); the MSST decoders and the lifter stay in torch. The kernels run as JIT
+Triton where the `triton` package is installed, else from `libhipart_kernels` (the same kernels compiled ahead of
+time to cubins for sm_87/89/90, loaded through ctypes: `kernels/library.py`) -- the path on a Jetson, where no
+Triton wheel exists. On a machine without CUDA it runs only under Triton's CPU interpreter (TRITON_INTERPRET=1,
 for tests): far too slow to be useful, which `auto` knows.
 """
 
@@ -25,15 +27,28 @@ def _interpreting() -> bool:
     return interpreting()
 
 
-def _decoder_class() -> Any:
+def kernel_path() -> tuple[str | None, str]:
+    """Which kernels this machine can run: ('triton' | 'aot' | None, why not / where from)."""
     try:
-        import triton  # noqa: F401
-    except ImportError:
-        raise BackendUnavailable("triton backend: the `triton` package is not installed (pip install triton)") from None
-    try:
-        from kernels.decode_driver import TritonDecoder
+        from kernels import library
+        from kernels.triton_support import HAS_TRITON, TRITON_IMPORT_ERROR
     except ImportError as e:
-        raise BackendUnavailable(f"triton backend: kernels.decode_driver is not available ({e})") from None
+        return None, f"triton backend: kernels/ is not available ({e})"
+    if HAS_TRITON:
+        return "triton", "JIT Triton"
+    try:
+        lib = library.load()
+    except library.LibraryError as e:
+        return None, (f"triton backend: the `triton` package is not installed ({TRITON_IMPORT_ERROR}) and {e}")
+    return "aot", f"libhipart_kernels ({lib.path})"
+
+
+def _decoder_class() -> Any:
+    path, why = kernel_path()
+    if path is None:
+        raise BackendUnavailable(why)
+    from kernels.decode_driver import TritonDecoder
+
     return TritonDecoder
 
 
@@ -51,7 +66,9 @@ class TritonBackend(TorchBackend):
             _decoder_class()
         except BackendUnavailable as e:
             return False, str(e)
-        if torch.cuda.is_available() or (allow_interpreter and _interpreting()):
+        if torch.cuda.is_available():
+            return True, ""
+        if allow_interpreter and _interpreting() and kernel_path()[0] == "triton":
             return True, ""
         return False, "triton backend: needs a CUDA GPU (torch.cuda.is_available() is False)"
 
@@ -88,7 +105,11 @@ class TritonBackend(TorchBackend):
         return self._decoder(x.shape[0])(x)
 
     def info(self) -> dict[str, Any]:
-        """Adds the triton version and whether the CPU interpreter is in use."""
-        import triton
+        """Adds which kernels run (JIT Triton or the AOT library), the triton version and the interpreter flag."""
+        path, where = kernel_path()
+        info = {**super().info(), "kernels": where, "interpreter": _interpreting() and path == "triton"}
+        if path == "triton":
+            import triton
 
-        return {**super().info(), "triton": triton.__version__, "interpreter": _interpreting()}
+            info["triton"] = triton.__version__
+        return info

@@ -19,16 +19,31 @@ from hipart.cli.guard import exit_codes, interruptible
 
 
 def _split_arg(s: str | None) -> dict[str, str] | None:
+    """--split: a JSON file {subject: split} or 'train=01,03;val=02;test=05'; ValueError when malformed."""
+    from hipart.data.dataset_build import SPLITS
+
     if s is None:
         return None
     p = Path(s)
     if p.exists():
-        return {str(k): str(v) for k, v in json.loads(p.read_text()).items()}
-    out = {}
-    for part in s.split(";"):
-        name, _, subs = part.partition("=")
-        for sub in filter(None, subs.split(",")):
-            out[sub.strip()] = name.strip()
+        try:
+            d = json.loads(p.read_text())
+        except (OSError, ValueError) as e:
+            raise ValueError(f"--split {s}: not a readable JSON file ({e})") from None
+        if not isinstance(d, dict):
+            raise ValueError(f"--split {s}: expected a JSON object {{subject: split}}")
+        out = {str(k): str(v) for k, v in d.items()}
+    else:
+        out = {}
+        for part in s.split(";"):
+            name, eq, subs = part.partition("=")
+            if not eq or not subs.strip():
+                raise ValueError(f"--split {s!r}: expected 'train=01,03;val=02;test=05' or a JSON file")
+            for sub in filter(None, subs.split(",")):
+                out[sub.strip()] = name.strip()
+    bad = sorted({v for v in out.values() if v not in SPLITS})
+    if bad:
+        raise ValueError(f"--split: unknown split name(s) {bad}; use {', '.join(SPLITS)}")
     return out
 
 

@@ -9,7 +9,7 @@ import tempfile
 from pathlib import Path
 
 from hipart.checkpoint import CheckpointError, load_checkpoint
-from hipart.cli.arg_types import positive_int
+from hipart.cli.arg_types import positive_int, writable_file
 from hipart.cli.guard import exit_codes, interruptible
 from hipart.data.dataset import load_manifest, open_split
 from hipart.evaluation import evaluate, evaluate_tokenizer, markdown_table
@@ -40,8 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--occlusion", choices=sorted(SWEEPS), help="also run the Table 7 sweep of this kind")
     p.add_argument("--subsample", type=positive_int, default=1, help="every K-th sample (quick looks)")
     p.add_argument("--batch-size", type=positive_int, default=256)
-    p.add_argument("--json", type=Path, help="write all results here")
-    p.add_argument("--markdown", type=Path, help="write the summary table here")
+    p.add_argument("--json", type=writable_file, help="write all results here")
+    p.add_argument("--markdown", type=writable_file, help="write the summary table here")
     p.add_argument("--no-progress", action="store_true")
     return p
 
@@ -119,9 +119,13 @@ def _main(argv: list[str] | None) -> int:
     try:
         model, meta = load_scored_model(a.checkpoint)  # seconds; the BVH build below takes minutes
         if a.bvh_dir:
+            from hipart.data.bvh import read_bvh
             from hipart.data.dataset_build import build_dataset, discover
 
-            subjects = {j.subject for j in discover(a.bvh_dir)}
+            jobs = discover(a.bvh_dir)
+            for j in jobs:  # every clip parsed first (fast): a bad file fails before the body model is built
+                read_bvh(j.path)
+            subjects = {j.subject for j in jobs}
             with tempfile.TemporaryDirectory(prefix="hipart-eval-") as tmp:
                 build_dataset(a.bvh_dir, tmp, split={s: "test" for s in subjects}, progress=not a.no_progress)
                 a.split = "test"
@@ -131,8 +135,8 @@ def _main(argv: list[str] | None) -> int:
                 print(f"error: {a.data} is not a dataset folder (no manifest.json)", file=sys.stderr)
                 return 2
             run(a, a.data, model, meta)
-    except (CheckpointError, ValueError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
+    except (CheckpointError, ValueError, OSError) as e:
+        print(f"error: {getattr(e, 'strerror', None) and f'{e.filename}: {e.strerror}' or e}", file=sys.stderr)
         return 1
     return 0
 

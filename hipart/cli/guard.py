@@ -47,13 +47,22 @@ def _raise_terminated(signum: int, frame: object) -> None:
     raise Terminated(signum)
 
 
+def install_stop_handlers() -> None:
+    """Ctrl-C raises KeyboardInterrupt (even when started with SIGINT ignored, as under nohup or `cmd &`), and
+    SIGTERM / SIGHUP raise Terminated, so both unwind through `finally` blocks and end in one line."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    for name in ("SIGTERM", "SIGHUP"):
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), _raise_terminated)
+
+
 def interruptible(prog: str, main: Callable[[], int]) -> int:
     """main() with Ctrl-C -> exit 130 and SIGTERM / SIGHUP -> 128+N, each a one-line message, never a traceback."""
     import signal
 
-    for name in ("SIGTERM", "SIGHUP"):
-        if hasattr(signal, name):
-            signal.signal(getattr(signal, name), _raise_terminated)
+    install_stop_handlers()
     try:
         return main()
     except KeyboardInterrupt:

@@ -14,7 +14,7 @@ import torch
 from hipart import skeleton
 from hipart.camera import normalize_screen_coordinates
 from hipart.checkpoint import CheckpointError, bundled_checkpoint, load_checkpoint, model_hash
-from hipart.cli.arg_types import positive_int
+from hipart.cli.arg_types import positive_int, writable_file
 from hipart.cli.guard import exit_codes, interruptible
 from hipart.models.complexity import codebook_entries, stage_costs
 from hipart.models.config import HiPARTConfig
@@ -44,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="an untrained model of this architecture instead (shape and speed checks only)")
     p.add_argument("--batch", type=positive_int, default=1, help="batch size of the smoke run (default 1)")
     p.add_argument("--runs", type=positive_int, default=3, help="timed runs of the smoke forward (default 3)")
-    p.add_argument("--json", type=Path, help="also write the summary as JSON here")
+    p.add_argument("--json", type=writable_file, help="also write the summary as JSON here")
     p.add_argument("--seed", type=int, default=0)
     return p
 

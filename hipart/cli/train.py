@@ -51,7 +51,13 @@ def load_config(spec: str, lifter_input: str) -> HiPARTConfig:
     elif spec == "tiny":
         cfg = HiPARTConfig.tiny(lifter_input)
     else:
-        cfg = HiPARTConfig.from_dict(json.loads(Path(spec).read_text()))
+        p = Path(spec)
+        if not p.is_file():
+            raise ValueError(f"--config {spec}: not paper, edge, tiny or an existing HiPARTConfig JSON file")
+        try:
+            cfg = HiPARTConfig.from_dict(json.loads(p.read_text()))
+        except (OSError, ValueError, TypeError, KeyError) as e:
+            raise ValueError(f"--config {spec}: not a readable HiPARTConfig JSON ({type(e).__name__}: {e})") from None
     if lifter_input != cfg.lifter_input:
         d = cfg.to_dict()
         d["lifter_input"] = lifter_input

@@ -24,7 +24,14 @@ def load_manifest(root: str | Path) -> dict:
     p = Path(root) / "manifest.json"
     if not p.exists():
         raise DatasetFormatError(f"{root}: no manifest.json (not a dataset built by `hipart-data build`)")
-    return json.loads(p.read_text())
+    try:
+        man = json.loads(p.read_text())
+    except (OSError, ValueError) as e:
+        raise DatasetFormatError(f"{p}: not readable JSON ({e})") from None
+    missing = [k for k in ("files", "image_size", "action_classes") if not isinstance(man, dict) or k not in man]
+    if missing:
+        raise DatasetFormatError(f"{p}: lacks {', '.join(missing)} (not a dataset built by `hipart-data build`)")
+    return man
 
 
 def open_arrays(root: str | Path, names: list[str] | None = None) -> dict[str, np.ndarray]:

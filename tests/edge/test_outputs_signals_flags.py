@@ -254,7 +254,7 @@ def test_every_frame_failing_is_exit_1(tmp_path, monkeypatch, capsys, fresh_clon
     out = tmp_path / "o.jsonl"
     assert cli_run.main(["--backend", "torch", "--max-frames", "4", "--poses", str(out), "--quiet"]) == 1
     err = capsys.readouterr().err
-    assert "every frame failed (4 of 4)" in err and "backend exploded" in err
+    assert "no frame could be processed (4 failed, 0 corrupt of 4)" in err and "backend exploded" in err
     assert [r["status"].startswith("error") for r in _jsonl(out)] == [True] * 4
 
 

@@ -341,3 +341,31 @@ def test_c_launchers_reject_bad_arguments(built_library, fake_libcuda, tmp_path)
         )
         assert message in json.loads(run.stdout.strip().splitlines()[-1])["codebook_nn_fp32"], run.stdout + run.stderr
     assert not (tmp_path / "log").exists()
+
+
+BACKEND_PICK = """
+import sys
+sys.modules["triton"] = None  # as on a Jetson: no Triton wheel
+import torch
+from edge.backends import triton_backend as tb
+path, where = tb.kernel_path()
+torch.cuda.is_available = lambda: True  # what a Jetson reports; nothing is launched here
+ok, why = tb.TritonBackend.availability()
+print(path, ok, where if path else why)
+"""
+
+
+def test_triton_backend_falls_back_to_the_aot_library_without_triton(built_library, tmp_path):
+    """No triton package: the backend runs the kernels from libhipart_kernels; with neither it says why."""
+    lib = built_library / "libhipart_kernels.so"
+    env = {**no_interpret_env(), "HIPART_KERNELS_LIB": str(lib)}
+    out = subprocess.run([sys.executable, "-c", BACKEND_PICK], cwd=ROOT, env=env, capture_output=True, text=True,
+                         timeout=120)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split()[:2] == ["aot", "True"] and str(lib) in out.stdout
+    env["HIPART_KERNELS_LIB"] = str(tmp_path / "missing.so")
+    out = subprocess.run([sys.executable, "-c", BACKEND_PICK], cwd=tmp_path, env={**env, "PYTHONPATH": str(ROOT)},
+                         capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("None False") and "triton` package is not installed" in out.stdout
+    assert "libhipart_kernels not found" in out.stdout
