@@ -151,3 +151,15 @@ def test_unsafe_checkpoint_is_refused_without_advising_weights_only_false(tmp_pa
     msg = str(e.value)
     assert "could run code" in msg and "system" in msg and "will likely succeed" not in msg
     assert "\n" not in msg and not marker.exists()
+
+
+def test_checkpoint_with_nan_weights_is_refused(tmp_path):
+    from hipart.models.config import HiPARTConfig
+    from hipart.models.hipart import HiPART
+
+    model = HiPART(HiPARTConfig.tiny())
+    with torch.no_grad():
+        next(model.lifter.parameters()).fill_(float("nan"))
+    save_checkpoint(tmp_path / "nan.pt", model)
+    with pytest.raises(CheckpointError, match="hold NaN or inf"):
+        load_checkpoint(tmp_path / "nan.pt")

@@ -59,3 +59,22 @@ def test_eval_checks_the_checkpoint_before_building_data_from_bvh(tmp_path, monk
     (tmp_path / "bvh").mkdir()
     assert eval_main(["--checkpoint", str(bad), "--bvh-dir", str(tmp_path / "bvh")]) == 1
     assert "not a readable checkpoint" in capsys.readouterr().err
+
+
+def test_train_config_and_data_split_errors_are_one_line(tmp_path, capsys):
+    import pytest
+
+    from hipart.cli.data import _split_arg
+    from hipart.cli.train import load_config
+    from hipart.data.dataset import DatasetFormatError
+
+    with pytest.raises(ValueError, match="not paper, edge, tiny or an existing HiPARTConfig JSON"):
+        load_config(str(tmp_path / "none.json"), "hierarchy")
+    with pytest.raises(ValueError, match="unknown split name"):
+        _split_arg("training=01")
+    with pytest.raises(ValueError, match="expected 'train=01,03"):
+        _split_arg("train")
+    (tmp_path / "ds").mkdir()
+    (tmp_path / "ds" / "manifest.json").write_text("{}")
+    with pytest.raises(DatasetFormatError, match="lacks files, image_size, action_classes"):
+        load_manifest(tmp_path / "ds")

@@ -308,3 +308,57 @@ def test_truncated_video_says_so_and_exits_1(tmp_path, capsys, fresh_clone):
     err = capsys.readouterr().err
     assert rc == 1 and "the file ended early" in err and "of the 60 frames" in err, err
     assert 10 <= len(_jsonl(out)) < 60
+
+
+def test_image_folder_of_only_corrupt_images_is_exit_1(tmp_path, capsys, fresh_clone):
+    (tmp_path / "imgs").mkdir()
+    for i in range(3):
+        (tmp_path / "imgs" / f"{i}.jpg").write_bytes(b"not a jpeg")
+    assert cli_run.main(["--source", str(tmp_path / "imgs"), "--backend", "torch", "--quiet"]) == 1
+    assert "no frame could be processed (0 failed, 3 corrupt of 3)" in capsys.readouterr().err
+
+
+def test_keypoint_file_without_frames_is_refused(tmp_path, capsys, fresh_clone):
+    np.savez(tmp_path / "k.npz", keypoints=np.zeros((0, 17, 2), np.float32))
+    (tmp_path / "k.json").write_text('{"frames": []}')
+    for name in ("k.npz", "k.json"):
+        assert cli_run.main(["--source", str(tmp_path / name)]) == 2
+        assert "holds no frames" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("second", ["o.jsonl", "o.npz.partial.jsonl"])
+def test_two_outputs_on_one_file_are_refused(tmp_path, capsys, fresh_clone, second):
+    first = "o.jsonl" if second == "o.jsonl" else "o.npz"
+    assert cli_run.main(["--poses", str(tmp_path / first), "--poses", str(tmp_path / second)]) == 2
+    assert "two outputs would write the same file" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())
+
+
+def test_auto_with_an_artifacts_folder_that_has_no_manifest_is_refused(tmp_path, capsys):
+    (tmp_path / "art").mkdir()
+    (tmp_path / "art" / "hipart.onnx").write_bytes(b"")
+    assert cli_run.main(["--artifacts", str(tmp_path / "art")]) == 2
+    assert "no manifest.json there" in capsys.readouterr().err
+
+
+def test_sigint_works_even_when_started_ignored():
+    from hipart.cli.guard import install_stop_handlers
+
+    prev = [signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)]
+    try:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # what `nohup` / `cmd &` hand a child
+        install_stop_handlers()
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    finally:
+        for s, h in zip((signal.SIGINT, signal.SIGTERM, signal.SIGHUP), prev, strict=True):
+            signal.signal(s, h)
+
+
+def test_bench_json_on_a_full_disk_is_one_line(capsys, monkeypatch, tmp_path):
+    from edge import cli_bench
+
+    monkeypatch.setenv("HIPART_ARTIFACTS", str(tmp_path / "none"))
+    rc = cli_bench.main(["--config", "tiny", "--backends", "torch", "--batch", "1", "--iters", "1", "--warmup", "0",
+                         "--json", "/dev/full"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert rc == 1 and "writing /dev/full failed: No space left on device" in err and "Traceback" not in err
