@@ -10,6 +10,7 @@ from pathlib import Path
 from edge.backends import BACKENDS
 from hipart.cli.arg_types import device_name, non_negative_int, positive_float, positive_int
 from hipart.cli.guard import exit_codes
+from hipart.models.config import ARCHITECTURES
 
 EXIT_CODES = exit_codes({
     0: "every requested backend that can run here was timed (the others are listed with the reason)",
@@ -55,8 +56,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="hipart-export output folder, read through its manifest.json (default $HIPART_ARTIFACTS or ./exported; "
         "when that has no hipart.onnx, the model's ONNX is exported there first)",
     )
-    p.add_argument("--checkpoint", help="HiPART checkpoint (default bundled; random weights if none)")
-    p.add_argument("--config", default="paper", choices=["paper", "tiny"], help="model size when no checkpoint exists")
+    model = p.add_mutually_exclusive_group()
+    model.add_argument("--checkpoint", help="HiPART checkpoint .pt (default: the bundled model)")
+    model.add_argument("--random-weights", choices=ARCHITECTURES, metavar="ARCH",
+                       help="an untrained model of architecture paper | edge | tiny instead (plumbing and speed only)")
+    p.add_argument("--config", default="paper", choices=ARCHITECTURES,
+                   help="architecture of the random model used only when no checkpoint exists at all (kept for old "
+                   "scripts; prefer --random-weights)")
     p.add_argument("--device", default="auto", type=device_name, help="auto, cpu, cuda or cuda:N (default auto)")
     p.add_argument("--threads", type=positive_int, help="CPU threads for torch and onnxruntime (default: all cores)")
     p.add_argument("--json", help="also write the report as JSON to this path")
@@ -99,7 +105,7 @@ def _main(argv: list[str] | None) -> int:
     try:
         if args.json:
             check_writable(args.json)
-        loaded = load_model(args.checkpoint, args.config)
+        loaded = load_model(args.checkpoint, args.config, random_weights=args.random_weights)
     except (SinkError, Exception) as e:
         print(f"hipart-bench: error: {e}", file=sys.stderr)
         return 2
@@ -168,7 +174,7 @@ def _export_if_absent(loaded: object) -> None:
     if why is None or importlib.util.find_spec("onnxruntime") is None:  # nothing to do, or onnxruntime is skipped
         return
     print(f"note: {why}: exporting {loaded.source} [{loaded.model_hash}] there first "
-          f"(= hipart-export --artifacts hipart --onnx-only --out {folder})", file=sys.stderr, flush=True)  # fmt: skip
+          f"(= hipart-export --only hipart --onnx-only --out {folder})", file=sys.stderr, flush=True)  # fmt: skip
     try:
         export_onnx_for_bench(loaded, folder)
     except Exception as e:  # reported in one line; the backends that needed it are then skipped with the reason

@@ -44,7 +44,8 @@ class RunOptions:
     artifacts: str | None = None
     device: str = "auto"
     checkpoint: str | None = None
-    config: str = "paper"
+    random_weights: str | None = None  # an architecture (paper | edge | tiny): untrained model instead
+    config: str = "paper"  # architecture of the random model when no checkpoint exists at all (older flag)
     detector: str = "blazepose"
     detector_model: str | None = None
     detector_layout: str = "topdown"
@@ -131,6 +132,8 @@ def build_estimator(
             detector = create_detector(opts.detector, opts.detector_model, **kw)
         except DetectorError as e:
             raise RunError(str(e)) from None
+    if opts.device != "auto" and name != "torch":
+        say(f"note: --device {opts.device} applies to the torch backend only; {name} chooses its own device")
     # Detector and HiPART run concurrently: by default HiPART gets half the cores, the detector the rest
     # (measured on 2 cores: 10.2 FPS with 1 thread each vs 6.5 FPS when both ask for every core).
     threads = opts.threads or (max(1, (os.cpu_count() or 2) // 2) if detector is not None else None)
@@ -265,7 +268,7 @@ def _weights(opts: RunOptions, say: Callable[[str], None]) -> tuple[LoadedModel,
     needs only the bundled model's identity (`bundled_reference`: its hash, read from the JSON sidecar, no torch)
     to check the artifacts against; the PyTorch module is loaded for torch / triton or a --checkpoint only.
     """
-    if opts.checkpoint is None and opts.backend in ("auto", *ARTIFACT_BACKENDS):
+    if opts.checkpoint is None and opts.random_weights is None and opts.backend in ("auto", *ARTIFACT_BACKENDS):
         ref = bundled_reference()
         if opts.backend == "auto":
             name, why = resolve_auto(opts.artifacts, expected_model(ref))
@@ -274,7 +277,7 @@ def _weights(opts: RunOptions, say: Callable[[str], None]) -> tuple[LoadedModel,
         if opts.backend in ARTIFACT_BACKENDS:
             return ref or LoadedModel(None, "unknown", "the exported artifacts (no bundled model to check)", True), opts
     try:
-        return load_model(opts.checkpoint, opts.config), opts
+        return load_model(opts.checkpoint, opts.config, random_weights=opts.random_weights), opts
     except Exception as e:  # CheckpointError and friends: one line for the user
         raise RunError(f"cannot load the model: {e}") from None
 

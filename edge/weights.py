@@ -15,7 +15,7 @@ from typing import Any
 
 import hipart
 
-UNTRAINED_BANNER = "UNTRAINED weights — output is not meaningful (no checkpoint given and none bundled)"
+UNTRAINED_BANNER = "UNTRAINED weights — output is not meaningful (random weights: no checkpoint in use)"
 BUNDLED_CHECKPOINT = Path(hipart.__file__).parent / "assets" / "hipart_default.pt"  # = checkpoint.bundled_checkpoint()
 BUNDLED_SIDECAR = BUNDLED_CHECKPOINT.with_suffix(".json")  # written with it by bundle_model.py: "model_hash", ...
 
@@ -36,23 +36,24 @@ class LoadedModel:
         return None if self.trained else UNTRAINED_BANNER
 
 
-def load_model(checkpoint: str | os.PathLike | None = None, config: str = "paper", seed: int = 0) -> LoadedModel:
-    """Checkpoint if given, else the bundled one, else random weights from `config` ('paper' or 'tiny')."""
-    import torch
+def load_model(
+    checkpoint: str | os.PathLike | None = None,
+    config: str = "paper",
+    seed: int = 0,
+    random_weights: str | None = None,
+) -> LoadedModel:
+    """`random_weights` (an architecture: paper | edge | tiny) if given; else the checkpoint, else the bundled one,
+    else random weights of architecture `config` (what --config meant before --random-weights)."""
+    from hipart.checkpoint import bundled_checkpoint, load_checkpoint, model_hash, random_model
 
-    from hipart.checkpoint import bundled_checkpoint, load_checkpoint, model_hash
-    from hipart.models.config import HiPARTConfig
-    from hipart.models.hipart import HiPART
-
+    if random_weights is not None:
+        model, _ = random_model(random_weights, seed)
+        return LoadedModel(model, model_hash(model), f"random (--random-weights {random_weights}, seed={seed})", False)
     path = Path(checkpoint) if checkpoint else bundled_checkpoint()
     if path is not None:
         model, meta = load_checkpoint(path)  # raises CheckpointError with a clear message
         return LoadedModel(model, meta.get("model_hash") or model_hash(model), str(path), True, meta)
-    factories = {"paper": HiPARTConfig.paper, "tiny": HiPARTConfig.tiny}
-    if config not in factories:
-        raise ValueError(f"unknown model config {config!r}; choose one of {sorted(factories)}")
-    torch.manual_seed(seed)
-    model = HiPART(factories[config]()).eval()
+    model, _ = random_model(config, seed)
     return LoadedModel(model, model_hash(model), f"random (config={config}, seed={seed})", False)
 
 

@@ -24,6 +24,7 @@ from export.trt_ops import target_for
 from hipart.atomic_write import OutputDirError
 from hipart.cli.arg_types import confidence, non_negative_int, positive_float, positive_int
 from hipart.cli.guard import exit_codes, interruptible
+from hipart.models.config import ARCHITECTURES
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -39,10 +40,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     src = p.add_mutually_exclusive_group()
     src.add_argument("--checkpoint", type=Path, help="hipart checkpoint (.pt) to export (default: the bundled model)")
-    src.add_argument("--random-weights", choices=("tiny", "paper"), help="untrained model (plumbing checks only)")
-    p.add_argument("--out", type=Path, default=Path(DEFAULT_DIR),
-                   help=f"output directory (default: {DEFAULT_DIR}/); <out>/manifest.json lists every file")
-    p.add_argument("--artifacts", default=",".join(ARTIFACTS), help=f"subset of {','.join(ARTIFACTS)}")
+    src.add_argument("--random-weights", choices=ARCHITECTURES, metavar="ARCH",
+                     help="an untrained model of architecture paper | edge | tiny (plumbing checks only)")
+    p.add_argument("--out", "--artifacts", dest="out", type=Path, default=Path(DEFAULT_DIR), metavar="DIR",
+                   help="the artifacts folder, as hipart-run/hipart-bench --artifacts read it "
+                   f"(default: {DEFAULT_DIR}/); DIR/manifest.json lists every file")
+    p.add_argument("--only", default=",".join(ARTIFACTS), metavar="NAMES",
+                   help=f"export only these artifacts, comma-separated, from {','.join(ARTIFACTS)} (default: all)")
     p.add_argument("--onnx-only", action="store_true", help="stop after the FP32 ONNX artifacts")
     p.add_argument("--fp16", action="store_true", help="mixed-precision FP16 ONNX (+ engine where TensorRT is)")
     p.add_argument("--int8", action="store_true", help="calibrate, Q/DQ, drift report, fallback, engine")
@@ -72,13 +76,34 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _old_subset_flag(argv: list[str]) -> list[str]:
+    """`--artifacts hipart,lift` (a list of artifact names: what --artifacts meant before it named the folder, as in
+    every other command) is read as `--only hipart,lift`, with a note."""
+    out = list(argv)
+    for i, a in enumerate(out):
+        name, eq, value = a.partition("=")
+        if name != "--artifacts":
+            continue
+        value = value if eq else (out[i + 1] if i + 1 < len(out) else "")
+        names = [v for v in value.split(",") if v]
+        if names and all(v in ARTIFACTS for v in names):
+            print(f"note: --artifacts {value} read as --only {value} (--artifacts now names the folder, as in "
+                  "hipart-run and hipart-bench)", file=sys.stderr)  # fmt: skip
+            if eq:
+                out[i] = f"--only={value}"
+            else:
+                out[i] = "--only"
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of hipart-export (exit codes in the parser's epilog)."""
     return interruptible("hipart-export", lambda: _main(argv))
 
 
 def _main(argv: list[str] | None) -> int:
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_args(_old_subset_flag(argv if argv is not None else sys.argv[1:]))
+    only = tuple(a for a in args.only.split(",") if a)
     try:
         if args.calib_size < 1:
             raise BadInput("--calib-size must be >= 1")
@@ -93,7 +118,7 @@ def _main(argv: list[str] | None) -> int:
             raise BadInput(str(e)) from None
         opts = Options(
             out=args.out, checkpoint=args.checkpoint, random_weights=args.random_weights, seed=args.seed,
-            artifacts=tuple(a for a in args.artifacts.split(",") if a), onnx_only=args.onnx_only,
+            artifacts=only, onnx_only=args.onnx_only,
             fp16=args.fp16, int8=args.int8, calib_size=args.calib_size, eval_size=args.eval_size,
             calib_method=args.calib_method,
             calib_data=args.calib_data, dataset=args.dataset, eval_data=args.eval_data,

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-import torch
 
 from calib import drift as drift_mod
 from calib import onnx_metadata as md
@@ -33,8 +32,7 @@ from export.trt_builder import (
 )
 from export.trt_preflight import preflight
 from hipart.atomic_write import ensure_writable_dir
-from hipart.checkpoint import bundled_checkpoint, load_checkpoint, model_hash
-from hipart.models.config import HiPARTConfig
+from hipart.checkpoint import bundled_checkpoint, load_checkpoint, model_hash, random_model
 from hipart.models.hipart import HiPART
 
 # Exit codes scripts can rely on.
@@ -51,7 +49,7 @@ class Options:
 
     out: Path = Path("exported")
     checkpoint: Path | None = None
-    random_weights: str | None = None  # "tiny" | "paper": untrained model, for tests and plumbing checks
+    random_weights: str | None = None  # paper | edge | tiny: untrained model, for tests and plumbing checks
     seed: int = 0
     artifacts: tuple[str, ...] = ARTIFACTS
     onnx_only: bool = False
@@ -105,16 +103,14 @@ class Result:
 
 def load_model(opts: Options) -> tuple[HiPART, str]:
     """The model to export (--random-weights, else --checkpoint, else the bundled one) and where it came from."""
-    if opts.random_weights in ("tiny", "paper"):
-        torch.manual_seed(opts.seed)
-        cfg = HiPARTConfig.tiny() if opts.random_weights == "tiny" else HiPARTConfig()
-        return HiPART(cfg).eval(), f"{opts.random_weights} config with RANDOM weights (seed {opts.seed})"
+    if opts.random_weights is not None:
+        return random_model(opts.random_weights, opts.seed)
     path, what = opts.checkpoint, "checkpoint"
     if path is None:
         path, what = bundled_checkpoint(), "bundled checkpoint"
     if path is None:
         raise BadInput(
-            "no model: pass --checkpoint PATH (a hipart checkpoint) or --random-weights tiny|paper "
+            "no model: pass --checkpoint PATH (a hipart checkpoint) or --random-weights paper|edge|tiny "
             "(this build bundles no trained model)"
         )
     from hipart.checkpoint import CheckpointError

@@ -15,23 +15,48 @@ from typing import Any
 from hipart.checkpoint import load_checkpoint
 from hipart.cli import temporal
 
+TEMPORAL_ARTIFACT = "temporal_lift"
+
 
 def export(a: argparse.Namespace) -> int:
-    """hipart-temporal export (needs the `export` extra: onnx, onnxruntime, onnxsim)."""
-    from export.temporal_onnx import check_temporal_parity, export_temporal
+    """hipart-temporal export (needs the `export` extra: onnx, onnxruntime, onnxsim).
 
-    model, _ = load_checkpoint(a.checkpoint, expect_kind="temporal")
-    path = export_temporal(model, a.out, allow_dynamic=a.allow_dynamic)
+    By default the artifact goes into the artifacts folder (--artifacts, default ./exported) as temporal_lift.onnx
+    and is listed in its manifest.json, beside the HiPART artifacts; --out FILE writes one file and no manifest.
+    """
+    from export.manifest import Manifest, default_dir
+    from export.temporal_onnx import check_temporal_parity, export_temporal
+    from hipart.checkpoint import CheckpointError, bundled_temporal_checkpoint, model_hash
+
+    ckpt = a.checkpoint or bundled_temporal_checkpoint()
+    if ckpt is None:
+        raise CheckpointError("no --checkpoint given and this build bundles no temporal model")
+    model, _ = load_checkpoint(ckpt, expect_kind="temporal")
+    folder = None if a.out is not None else Path(a.artifacts or default_dir())
+    out = a.out if a.out is not None else folder / f"{TEMPORAL_ARTIFACT}.onnx"
+    path = export_temporal(model, out, allow_dynamic=a.allow_dynamic)
     rep = check_temporal_parity(path, model)
     print(f"[export] {path}: onnxruntime vs PyTorch max abs error {rep.max_abs_err['pose3d']:.2e} m")
+    if folder is not None:
+        import onnx
+
+        man = Manifest(folder)
+        opset = next((o.version for o in onnx.load(str(path), load_external_data=False).opset_import
+                      if o.domain in ("", "ai.onnx")), None)  # fmt: skip
+        man.add_file(path, artifact=TEMPORAL_ARTIFACT, kind="onnx", precision="fp32", model_hash=model_hash(model),
+                     opset=opset)  # fmt: skip
+        print(f"[export] manifest: {man.write()}")
     return 0
 
 
 def add_export(sub: Any) -> None:
     """Add the `export` subcommand to hipart-temporal's subparsers."""
-    x = sub.add_parser("export", help="temporal_lift.onnx with an onnxruntime parity check (TPS+TRI: static)")
-    x.add_argument("--checkpoint", type=Path, required=True)
-    x.add_argument("--out", type=Path, default=Path("artifacts/temporal_lift.onnx"))
+    x = sub.add_parser("export", help="temporal_lift.onnx into the artifacts folder (listed in its manifest.json), "
+                       "with an onnxruntime parity check (TPS+TRI: static)")  # fmt: skip
+    x.add_argument("--checkpoint", type=Path, help="temporal checkpoint (default: the bundled temporal model)")
+    x.add_argument("--artifacts", type=Path, metavar="DIR",
+                   help="artifacts folder (default $HIPART_ARTIFACTS or ./exported): DIR/temporal_lift.onnx + manifest")
+    x.add_argument("--out", type=Path, help="write this one ONNX file instead (no manifest)")
     x.add_argument("--allow-dynamic", action="store_true", help="also TPC/TPA/TPMo (TopK + GatherElements)")
     x.set_defaults(func=export)
 

@@ -148,6 +148,12 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     return payload
 
 
+def random_model(arch: str, seed: int = 0) -> tuple[HiPART, str]:
+    """An untrained HiPART of architecture `arch` (paper | edge | tiny), seeded, in eval mode, and its description."""
+    torch.manual_seed(seed)
+    return HiPART(HiPARTConfig.named(arch)).eval(), f"{arch} architecture, RANDOM weights (seed {seed})"
+
+
 def load_checkpoint(
     path: str | os.PathLike, expect_kind: str | None = "hipart", map_location: str | torch.device = "cpu"
 ) -> tuple[nn.Module, dict[str, Any]]:

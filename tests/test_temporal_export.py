@@ -61,3 +61,18 @@ def test_cli_export(tmp_path, capsys):
     dyn = save_checkpoint(tmp_path / "d.pt", model(prune="tpa", recover="tra"))
     assert main(["export", "--checkpoint", str(dyn), "--out", str(tmp_path / "d.onnx")]) == 1
     assert "allow_dynamic" in capsys.readouterr().err
+
+
+def test_cli_export_into_the_artifacts_folder_lists_it_in_the_manifest(tmp_path, capsys):
+    from export.manifest import load_manifest, resolve
+    from export.temporal_cli import main
+    from hipart.checkpoint import model_hash, save_checkpoint
+
+    m = model()
+    ckpt = save_checkpoint(tmp_path / "t.pt", m)
+    assert main(["export", "--checkpoint", str(ckpt), "--artifacts", str(tmp_path / "exported")]) == 0
+    man = load_manifest(tmp_path / "exported")
+    e = man.entries["temporal_lift.fp32"]
+    assert e.file == "temporal_lift.onnx" and e.model_hash == model_hash(m) and e.opset
+    path, _ = resolve(tmp_path / "exported", "temporal_lift", "fp32")
+    assert path.name == "temporal_lift.onnx" and "manifest" in capsys.readouterr().out

@@ -13,12 +13,10 @@ import torch
 
 from hipart import skeleton
 from hipart.camera import normalize_screen_coordinates
-from hipart.checkpoint import CheckpointError, bundled_checkpoint, load_checkpoint, model_hash
+from hipart.checkpoint import CheckpointError, bundled_checkpoint, load_checkpoint, model_hash, random_model
 from hipart.cli.arg_types import positive_int, writable_file
 from hipart.cli.guard import exit_codes, interruptible
 from hipart.models.complexity import codebook_entries, stage_costs
-from hipart.models.config import HiPARTConfig
-from hipart.models.hipart import HiPART
 
 PAPER_PARAMS_M, PAPER_GFLOPS = 2.4, 2.24
 
@@ -70,7 +68,7 @@ def _main(argv: list[str] | None) -> int:
         source = f"checkpoint {ckpt} (data version {meta.get('data_version')})"
     else:
         arch = args.random_weights or "paper"
-        model = HiPART(getattr(HiPARTConfig, arch)()).eval()
+        model, _ = random_model(arch, args.seed)
         why = "" if args.random_weights else " (no bundled checkpoint found)"
         source = f"{arch} config, RANDOM weights{why} (untrained: outputs are shape/speed checks only)"
     x = load_sample_pose().repeat(args.batch, 1, 1)

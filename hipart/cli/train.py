@@ -190,7 +190,10 @@ def run(a: argparse.Namespace) -> int:
         d = cfg.to_dict()
         d["generator"]["dropout"] = a.generator_dropout
         cfg = HiPARTConfig.from_dict(d)
-    n_actions = len(load_manifest(a.data)["action_classes"])
+    man = load_manifest(a.data)
+    if "action_classes" not in man:
+        raise ValueError(f"{a.data}/manifest.json lacks action_classes (rebuild it with `hipart-data build`)")
+    n_actions = len(man["action_classes"])
     if init is None and cfg.tokenizer.num_actions != n_actions:  # Global Alignment head = the dataset's classes
         d = cfg.to_dict()
         d["tokenizer"]["num_actions"] = n_actions

@@ -28,7 +28,7 @@ def load_manifest(root: str | Path) -> dict:
         man = json.loads(p.read_text())
     except (OSError, ValueError) as e:
         raise DatasetFormatError(f"{p}: not readable JSON ({e})") from None
-    missing = [k for k in ("files", "image_size", "action_classes") if not isinstance(man, dict) or k not in man]
+    missing = [k for k in ("files", "image_size") if not isinstance(man, dict) or k not in man]
     if missing:
         raise DatasetFormatError(f"{p}: lacks {', '.join(missing)} (not a dataset built by `hipart-data build`)")
     return man

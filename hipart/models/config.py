@@ -16,6 +16,9 @@ LIFTER_POINTS = {"hierarchy": skeleton.NUM_HIERARCHY_POINTS, "dense": skeleton.N
                  "sparse": skeleton.NUM_JOINTS}
 
 
+ARCHITECTURES = ("paper", "edge", "tiny")  # names for HiPARTConfig.named / --random-weights
+
+
 @dataclass
 class TokenizerConfig:
     """MSST: multi-scale skeletal tokenizer (paper §4.1)."""
@@ -147,6 +150,14 @@ class HiPARTConfig:
             lifter=LifterConfig(num_points=n, dim=24, blocks=2, heads=4, dropout=0.0),
             lifter_input=lifter_input,
         )
+
+    @classmethod
+    def named(cls, name: str) -> HiPARTConfig:
+        """An architecture by the name every command's --random-weights takes: paper, edge or tiny."""
+        factories = {"paper": cls.paper, "edge": cls.edge, "tiny": cls.tiny}
+        if name not in factories:
+            raise ValueError(f"unknown model architecture {name!r}; choose one of {', '.join(ARCHITECTURES)}")
+        return factories[name]()
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable form (stored inside checkpoints)."""

@@ -112,7 +112,7 @@ def test_cli_dataset_calibration(tmp_path, capsys):
 
     _fake_dataset(tmp_path / "ds")
     out = tmp_path / "out"
-    args = ["--random-weights", "tiny", "--artifacts", "lift", "--int8", "--dataset", str(tmp_path / "ds"),
+    args = ["--random-weights", "tiny", "--only", "lift", "--int8", "--dataset", str(tmp_path / "ds"),
             "--calib-size", "32", "--fallback-trials", "0", "--no-parity", "--max-drift-mm", "1e9", "--out", str(out)]
     assert main(args) == 0, capsys.readouterr().err
     with np.load(out / "calib_lift.npz") as z:

@@ -76,5 +76,5 @@ def test_train_config_and_data_split_errors_are_one_line(tmp_path, capsys):
         _split_arg("train")
     (tmp_path / "ds").mkdir()
     (tmp_path / "ds" / "manifest.json").write_text("{}")
-    with pytest.raises(DatasetFormatError, match="lacks files, image_size, action_classes"):
+    with pytest.raises(DatasetFormatError, match="lacks files, image_size"):
         load_manifest(tmp_path / "ds")

@@ -18,7 +18,7 @@ def _files(path):
 
 def test_onnx_only_lift_with_check_trt(tmp_path, capsys):
     out = tmp_path / "out"
-    code = main(["--random-weights", "tiny", "--artifacts", "lift", "--onnx-only", "--check-trt", "--out", str(out)])
+    code = main(["--random-weights", "tiny", "--only", "lift", "--onnx-only", "--check-trt", "--out", str(out)])
     captured = capsys.readouterr()
     assert code == EXIT_OK, captured.err
     assert _files(out) == ["lift.onnx", "manifest.json"]
@@ -29,7 +29,7 @@ def test_onnx_only_lift_with_check_trt(tmp_path, capsys):
 
 def test_int8_chain_without_tensorrt(tmp_path, capsys):
     out = tmp_path / "out"
-    args = ["--random-weights", "tiny", "--artifacts", "lift,decode_step", "--int8", "--fp16", "--synthetic-calib",
+    args = ["--random-weights", "tiny", "--only", "lift,decode_step", "--int8", "--fp16", "--synthetic-calib",
             "--calib-size", "48", "--fallback-trials", "2", "--no-parity", "--max-drift-mm", "1000",
             "--min-token-agreement", "0", "--max-output-err", "1e9", "--out", str(out)]  # fmt: skip
     code = main(args)
@@ -50,7 +50,7 @@ def test_int8_chain_without_tensorrt(tmp_path, capsys):
 
 
 def test_drift_target_missed_is_exit_5(tmp_path, capsys):
-    args = ["--random-weights", "tiny", "--artifacts", "lift", "--int8", "--synthetic-calib", "--calib-size", "32",
+    args = ["--random-weights", "tiny", "--only", "lift", "--int8", "--synthetic-calib", "--calib-size", "32",
             "--fallback-trials", "0", "--no-parity", "--max-drift-mm", "0.0001",
             "--out", str(tmp_path / "o")]  # fmt: skip
     assert main(args) == EXIT_DRIFT
@@ -65,7 +65,7 @@ def test_drift_target_missed_is_exit_5(tmp_path, capsys):
         (["--random-weights", "tiny", "--int8", "--calib-data", "CALIB", "--calib-size", "64"], "too small"),
         (["--random-weights", "tiny", "--batch", "8,1,64"], "--batch"),
         (["--random-weights", "tiny", "--trt-version", "8.6"], "not supported"),
-        (["--random-weights", "tiny", "--artifacts", "nope"], "unknown artifacts"),
+        (["--random-weights", "tiny", "--only", "nope"], "unknown artifacts"),
     ],
 )
 def test_bad_input_clear_message_nothing_written(tmp_path, capsys, args, message):
@@ -113,10 +113,20 @@ def test_checkpoint_export_carries_model_hash(tmp_path, capsys):
     model = HiPART(HiPARTConfig.tiny()).eval()
     ckpt = save_checkpoint(tmp_path / "tiny.pt", model, data_version="test")
     out = tmp_path / "out"
-    assert main(["--checkpoint", str(ckpt), "--artifacts", "lift", "--onnx-only", "--out", str(out)]) == EXIT_OK
+    assert main(["--checkpoint", str(ckpt), "--only", "lift", "--onnx-only", "--out", str(out)]) == EXIT_OK
     meta = {p.key: p.value for p in onnx.load(str(out / "lift.onnx")).metadata_props}
     assert meta["hipart.model_hash"] == model_hash(model)
     assert "data version test" in capsys.readouterr().err
     man = json.loads((out / "manifest.json").read_text())
     assert man["model_hash"] == model_hash(model) and man["artifacts"]["lift.fp32"]["model_hash"] == model_hash(model)
     assert man["model_source"].startswith(f"checkpoint {ckpt}")
+
+
+def test_old_artifacts_subset_flag_still_selects_artifacts(capsys):
+    from export.cli import _old_subset_flag
+
+    assert _old_subset_flag(["--artifacts", "lift,decode_step", "--out", "x"]) == ["--only", "lift,decode_step",
+                                                                                   "--out", "x"]  # fmt: skip
+    assert _old_subset_flag(["--artifacts=lift"]) == ["--only=lift"]
+    assert _old_subset_flag(["--artifacts", "exported/"]) == ["--artifacts", "exported/"]  # a folder: --out
+    assert "read as --only" in capsys.readouterr().err

@@ -172,7 +172,7 @@ def _onnx_meta(path) -> md.ExportMetadata:
 
 def test_export_writes_a_manifest_matching_the_files(tmp_path, capsys):
     out = tmp_path / "out"
-    args = ["--random-weights", "tiny", "--artifacts", "lift", "--int8", "--fp16", "--calib-size", "24", *FAST_INT8,
+    args = ["--random-weights", "tiny", "--only", "lift", "--int8", "--fp16", "--calib-size", "24", *FAST_INT8,
             "--out", str(out)]  # fmt: skip
     assert main(args) == EXIT_OK, capsys.readouterr().err
     printed = capsys.readouterr().out
@@ -191,7 +191,7 @@ def test_export_writes_a_manifest_matching_the_files(tmp_path, capsys):
         assert e.bytes == (out / fname).stat().st_size
         assert e.calibration_hash == (calib_hash if prec == "int8" else None)
     # a second run into the same folder (another model, another artifact) merges into the manifest
-    assert main(["--random-weights", "tiny", "--seed", "1", "--artifacts", "decode_step,lift", "--onnx-only",
+    assert main(["--random-weights", "tiny", "--seed", "1", "--only", "decode_step,lift", "--onnx-only",
                  "--no-parity", "--out", str(out)]) == EXIT_OK  # fmt: skip
     merged = load_manifest(out)
     assert sorted(merged.entries) == ["decode_step.fp32", "lift.fp16", "lift.fp32", "lift.int8"]
@@ -212,7 +212,7 @@ def test_export_records_engines_and_the_runtime_picks_them(tmp_path, capsys, mon
     monkeypatch.setattr(pipeline, "import_tensorrt", lambda: _Recorder(device[2]))
     monkeypatch.setattr(pipeline, "engine_key", lambda mh, prec, v: EngineKey(mh, device[0], device[1], v, prec))
     out = tmp_path / "out"
-    args = ["--random-weights", "tiny", "--artifacts", "lift", "--fp16", "--no-parity", "--out", str(out)]
+    args = ["--random-weights", "tiny", "--only", "lift", "--fp16", "--no-parity", "--out", str(out)]
     assert main(args) == EXIT_OK, capsys.readouterr().err
     err = capsys.readouterr().err
     assert "building TensorRT 10.3.0 fp16 engine for lift from lift.onnx" in err
