@@ -343,7 +343,7 @@ def artifacts(name: str = "art", how: str = "ok") -> Setup:
         if "dir" not in _EXPORT_CACHE:
             cache = Path(tempfile.mkdtemp(prefix="ft-export-"))
             subprocess.run(
-                [_exe("hipart-export"), "--artifacts", "hipart", "--onnx-only", "--no-parity", "--out", str(cache)],
+                [_exe("hipart-export"), "--only", "hipart", "--onnx-only", "--no-parity", "--out", str(cache)],
                 cwd=cache, env=_env(), capture_output=True, timeout=300, check=True,
             )  # fmt: skip
             _EXPORT_CACHE["dir"] = cache
@@ -629,20 +629,20 @@ def other_cases() -> list[Case]:
     for cid, setup_fn, extra in _checkpoint_variants()[1:8]:
         c.append(Case(f"ckpt-bench-{cid}", [*bench, "--checkpoint", "{d}/c.pt"], "error", setup=setup_fn, **extra))
 
-    exp = ["hipart-export", "--artifacts", "hipart", "--onnx-only", "--no-parity"]
+    exp = ["hipart-export", "--only", "hipart", "--onnx-only", "--no-parity"]
     c += [
         Case("export-out-unwritable", [*exp, "--out", "/proc/hipart-ft/art"], "error"),
         Case("export-out-is-file", [*exp, "--out", "{d}/f"], "error", setup=write_bytes("f", b"x")),
-        Case("export-artifacts-banana", [*exp[:1], "--artifacts", "banana", "--out", "{d}/art"], "error"),
+        Case("export-artifacts-banana", [*exp[:1], "--only", "banana", "--out", "{d}/art"], "error"),
         Case("export-batch-bad", [*exp, "--batch", "8,1,a", "--out", "{d}/art"], "error"),
         Case("export-calib-size-0", [*exp[:1], "--int8", "--calib-size", "0", "--out", "{d}/art"], "error"),
         Case("export-trt-version-bad", [*exp, "--check-trt", "--trt-version", "99", "--out", "{d}/art"], "error"),
-        Case("export-calib-data-garbage", [*exp[:1], "--artifacts", "hipart", "--int8", "--calib-data", "{d}/c.npz",
+        Case("export-calib-data-garbage", [*exp[:1], "--only", "hipart", "--int8", "--calib-data", "{d}/c.npz",
                                            "--out", "{d}/art"], "error", setup=write_bytes("c.npz", os.urandom(900)),
              timeout=120),
-        Case("export-calib-data-object", [*exp[:1], "--artifacts", "hipart", "--int8", "--calib-data", "{d}/c.npz",
+        Case("export-calib-data-object", [*exp[:1], "--only", "hipart", "--int8", "--calib-data", "{d}/c.npz",
                                           "--out", "{d}/art"], "error", setup=bomb_npz("c.npz", "x_s"), timeout=120),
-        Case("export-dataset-missing", [*exp[:1], "--artifacts", "hipart", "--int8", "--dataset", "{d}/nods",
+        Case("export-dataset-missing", [*exp[:1], "--only", "hipart", "--int8", "--dataset", "{d}/nods",
                                         "--out", "{d}/art"], "error", timeout=120),
         Case("export-max-drift-nan", [*exp, "--max-drift-mm", "nan", "--out", "{d}/art"], "error"),
         Case("export-sigint-mid", [*exp, "--out", "{d}/art"], "graceful", signal=(signal.SIGINT, "t:10"),
