@@ -66,6 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", type=device_name, help="auto, cpu, cuda or cuda:N (default auto)")
     p.add_argument("--threads", type=positive_int, help="CPU threads for torch and onnxruntime (default: all cores)")
     p.add_argument("--json", help="also write the report as JSON to this path")
+    p.add_argument("--report", metavar="PNG",
+                   help="also draw the report: ms per pose by batch against the FLOP floor, and %% of the ceiling")
     p.add_argument(
         "--pipeline", action="store_true", help="also time the full video path (detector + HiPART + outputs)"
     )
@@ -103,8 +105,9 @@ def _main(argv: list[str] | None) -> int:
         print(f"hipart-bench: error: --source {args.source}: not found", file=sys.stderr)
         return 2
     try:
-        if args.json:
-            check_writable(args.json)
+        for out in (args.json, args.report):
+            if out:
+                check_writable(out)
         loaded = load_model(args.checkpoint, args.config, random_weights=args.random_weights)
     except (SinkError, Exception) as e:
         print(f"hipart-bench: error: {e}", file=sys.stderr)
@@ -146,6 +149,14 @@ def _main(argv: list[str] | None) -> int:
             print(f"hipart-bench: error: writing {args.json} failed: {e.strerror or e}", file=sys.stderr)
             return 1
         print(f"wrote {args.json}", file=sys.stderr)
+    if args.report and report.rows:
+        from edge.bench_report import plot_report
+
+        try:
+            print(f"wrote {plot_report(report, args.report)}", file=sys.stderr)
+        except OSError as e:
+            print(f"hipart-bench: error: writing {args.report} failed: {e.strerror or e}", file=sys.stderr)
+            return 1
     if not report.rows:
         why = "; ".join(f"{k}: {v}" for k, v in report.skipped.items() if k in names)
         print(f"hipart-bench: error: nothing was timed: every requested backend was skipped ({why})", file=sys.stderr)

@@ -27,9 +27,14 @@ def test_bench_side_by_side_table_and_skips(loaded, tmp_path):
 
 
 def test_bench_cli_json_and_bad_args(tmp_path, capsys):
-    out = tmp_path / "r.json"
-    rc = cli_bench.main(["--config", "tiny", "--backends", "torch", "--batch", "1", "--iters", "2", "--json", str(out)])
+    out, png = tmp_path / "r.json", tmp_path / "r.png"
+    rc = cli_bench.main(["--config", "tiny", "--backends", "torch", "--batch", "1,2", "--iters", "2",
+                         "--json", str(out), "--report", str(png)])  # fmt: skip
     assert rc == 0 and json.loads(out.read_text())["rows"][0]["batch"] == 1
+    import cv2
+
+    img = cv2.imread(str(png))  # a real picture, two panels wide
+    assert img is not None and img.shape[1] > img.shape[0] > 300
     assert "| torch | 1 |" in capsys.readouterr().out
     assert cli_bench.main(["--backends", "tflite"]) == 2
     assert "unknown backend" in capsys.readouterr().err
