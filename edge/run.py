@@ -216,7 +216,8 @@ def build_runtime(opts: RunOptions, loaded: LoadedModel | None = None, say: Call
     if opts.artifacts is not None and opts.backend == "auto":  # named backends say what they miss themselves
         from export.manifest import MANIFEST_NAME
 
-        if not (Path(opts.artifacts).expanduser() / MANIFEST_NAME).is_file():
+        folder = Path(opts.artifacts).expanduser()
+        if not (folder / MANIFEST_NAME).is_file() and not (folder.is_dir() and any(folder.glob("*.onnx"))):
             raise RunError(
                 f"--artifacts {opts.artifacts}: no {MANIFEST_NAME} there (export into it first: "
                 f"hipart-export --out {opts.artifacts})"

@@ -132,7 +132,7 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
         if isinstance(e, pickle.UnpicklingError) and what:  # weights_only refused a global: it would run code
             raise CheckpointError(
                 f"{path} was refused: it is not a plain-weights checkpoint and loading it could run code (it names "
-                f"{what.group(1)}). Do not load it with weights_only=False unless you made it yourself; "
+                f"{what.group(1)}). Do not bypass this check unless you made the file yourself; "
                 "hipart-edge checkpoints hold tensors and plain data only"
             ) from None
         why = _first_line(e)
