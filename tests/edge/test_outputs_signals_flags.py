@@ -336,7 +336,7 @@ def test_two_outputs_on_one_file_are_refused(tmp_path, capsys, fresh_clone, seco
 
 def test_auto_with_an_artifacts_folder_that_has_no_manifest_is_refused(tmp_path, capsys):
     (tmp_path / "art").mkdir()
-    (tmp_path / "art" / "hipart.onnx").write_bytes(b"")
+    (tmp_path / "art" / "notes.txt").write_text("not an export")
     assert cli_run.main(["--artifacts", str(tmp_path / "art")]) == 2
     assert "no manifest.json there" in capsys.readouterr().err
 
