@@ -98,6 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--max-frames", type=positive_int, help="stop after this many frames")
     p.add_argument("--loop", action="store_true", help="loop a file source (soak tests)")
+    p.add_argument("--pace", action="store_true", help="play a file source in real time, like a camera: frames at "
+                   "its fps, skipped when the pipeline falls behind; latency is then what a camera user sees")
     p.add_argument("--duration", type=positive_float, help="stop after this many seconds (soak tests)")
     p.add_argument("--threads", type=positive_int, help="CPU threads for torch / onnxruntime (default: all cores)")
     p.add_argument("--quiet", action="store_true", help="no per-frame progress")

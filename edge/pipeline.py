@@ -67,6 +67,7 @@ class RunStats:
     events: list[str] = field(default_factory=list)
     error: str | None = None
     interrupted: bool = False
+    live: bool = False  # the source was live (camera, stream, --pace): latency is capture->output, not queueing
     signal: int | None = None  # the signal that stopped the run (SIGINT, SIGTERM, SIGHUP), if any
     outputs_failed: dict[str, str] = field(default_factory=dict)  # output path -> why it is incomplete
     banner: str | None = None  # set by hipart-run when the weights are untrained
@@ -157,7 +158,7 @@ class Pipeline:
         self.render = render
         self.on_frame, self.max_frames, self.max_seconds = on_frame, max_frames, max_seconds
         self.max_batch_frames = max(1, max_batch_frames)
-        self.stats = RunStats()
+        self.stats = RunStats(live=source.live)
         self._stop = threading.Event()  # stop capturing (Ctrl-C, error, max_frames)
         self._abort = threading.Event()  # stop everything now (a sink failed)
         live = source.live

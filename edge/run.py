@@ -23,7 +23,7 @@ from edge.occlusion import DEFAULT_MIN_CONF
 from edge.pipeline import Item, Pipeline, RunStats
 from edge.sinks import Sink, SinkError, open_sink
 from edge.smoothing import PoseSmoother
-from edge.sources import Source, SourceError, open_source
+from edge.sources import PacedSource, Source, SourceError, open_source
 from edge.temporal import TemporalStage, load_temporal
 from edge.visualize import render_frame
 from edge.weights import LoadedModel, bundled_reference, load_model
@@ -64,6 +64,7 @@ class RunOptions:
     max_batch_frames: int = 8
     temporal: str | None = None  # temporal lifter checkpoint (hipart-temporal train)
     temporal_mode: str = "causal"  # causal | centred | seq2seq (files only)
+    pace: bool = False  # play a file source in real time, like a camera (edge.sources.PacedSource)
 
 
 def _say(out: TextIO, msg: str) -> None:
@@ -226,6 +227,11 @@ def build_runtime(opts: RunOptions, loaded: LoadedModel | None = None, say: Call
         source = open_source(opts.source, opts.keypoint_format, loop=opts.loop)
     except SourceError as e:
         raise RunError(str(e)) from None
+    if opts.pace:
+        if source.live:
+            source.close()
+            raise RunError("--pace plays a file in real time; this source is already live")
+        source = PacedSource(source)
     sinks: list[Sink] = []
     try:
         try:
@@ -359,7 +365,10 @@ def summary(stats: RunStats, opts: RunOptions) -> str:
             if stats.persons_dropped
             else ""
         ),
-        f"throughput: {stats.fps:.1f} FPS over {stats.wall_s:.1f} s; latency capture->written: "
+        f"throughput: {stats.fps:.1f} FPS over {stats.wall_s:.1f} s; latency capture->written"
+        + (" (live: what a camera user sees): " if stats.live else
+           " (file source: frames queue and are never dropped, so this is mostly waiting; --pace plays the file "
+           "like a camera): ")  # fmt: skip
         + (
             f"median {stats.latency_ms['median']:.0f} ms, p90 {stats.latency_ms['p90']:.0f} ms"
             if stats.latency_ms

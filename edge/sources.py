@@ -178,6 +178,55 @@ def stream_capture(
     return cv2.VideoCapture(url, cv2.CAP_FFMPEG, params)
 
 
+class PacedSource(Source):
+    """A file source played in real time, like a camera: frame i is captured at start + i / fps (wall clock), and
+    when the pipeline falls behind the frames it missed are skipped, as a camera's are. Live, so the pipeline drops
+    oldest frames too; capture->written latency is then what a camera user sees (no file-source queueing)."""
+
+    live = True
+
+    def __init__(self, inner: Source, fps: float | None = None, clock: Callable[[], float] = time.perf_counter,
+                 sleep: Callable[[float], None] = time.sleep):  # fmt: skip
+        super().__init__(f"{inner.name} (paced)")
+        self.inner, self.clock, self.sleep = inner, clock, sleep
+        self.fps = float(fps or inner.fps or 30.0)
+        self.provides_keypoints = inner.provides_keypoints
+        self.total = None
+        self.skipped = 0
+        self._t0: float | None = None
+        self._next = 0  # index of the next frame due
+        self._index = 0
+
+    def read(self) -> Frame | None:
+        """The frame due now (waiting for it if early; skipping the ones missed if late), stamped with wall time."""
+        now = self.clock()
+        if self._t0 is None:
+            self._t0 = now
+        due = self._t0 + self._next / self.fps
+        if now < due:
+            self.sleep(due - now)
+        else:  # late: the frames whose time has passed are gone, as with a camera
+            missed = int((now - due) * self.fps)
+            for _ in range(missed):
+                if self.inner.read() is None:
+                    return None
+            self._next += missed
+            self.skipped += missed
+        f = self.inner.read()
+        if f is None:
+            return None
+        self._next += 1
+        out = Frame(self._index, time.time(), f.image, f.width, f.height, f.keypoints, f.conf, f.status)
+        self._index += 1
+        return out
+
+    def close(self) -> None:
+        """Close the file; report the frames skipped because the pipeline fell behind."""
+        if self.skipped:
+            self._event(f"paced at {self.fps:g} fps: {self.skipped} frames skipped while the pipeline was behind")
+        self.inner.close()
+
+
 class LiveCaptureSource(Source):
     """A camera or network stream: reconnects with exponential backoff when frames stop coming.
 

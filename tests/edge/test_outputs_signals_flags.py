@@ -362,3 +362,44 @@ def test_bench_json_on_a_full_disk_is_one_line(capsys, monkeypatch, tmp_path):
                          "--json", "/dev/full"])  # fmt: skip
     err = capsys.readouterr().err
     assert rc == 1 and "writing /dev/full failed: No space left on device" in err and "Traceback" not in err
+
+
+def test_paced_source_plays_a_file_like_a_camera():
+    from edge.sources import Frame, PacedSource, Source
+
+    class Ten(Source):
+        """Ten numbered frames."""
+
+        def __init__(self):
+            super().__init__("ten")
+            self.i = 0
+
+        def read(self):
+            if self.i >= 10:
+                return None
+            self.i += 1
+            return Frame(self.i - 1, 0.0, np.zeros((2, 2, 3), np.uint8), 2, 2)
+
+    t = [0.0]
+    slept = []
+
+    def sleep(s):
+        slept.append(s)
+        t[0] += s
+
+    src = PacedSource(Ten(), fps=10, clock=lambda: t[0], sleep=sleep)
+    assert src.live and src.read().index == 0 and src.read().index == 1 and slept == [pytest.approx(0.1)]
+    t[0] += 0.35  # the pipeline was busy for 3.5 frame times: the frames due meanwhile are gone
+    got = [f.index for f in iter(src.read, None)]
+    assert src.skipped == 2 and len(got) == 6  # frames 2..9 minus the 2 missed
+    src.close()
+    assert "2 frames skipped" in src.events[0]
+
+
+def test_pace_refuses_a_live_source_and_summary_names_the_latency_kind(tmp_path, capsys, fresh_clone):
+    out = tmp_path / "o.jsonl"
+    assert cli_run.main(["--pace", "--backend", "torch", "--max-frames", "6", "--poses", str(out), "--quiet"]) == 0
+    err = capsys.readouterr().err
+    assert "(live: what a camera user sees)" in err and len(_jsonl(out)) >= 1
+    assert cli_run.main(["--backend", "torch", "--max-frames", "3", "--quiet"]) == 0
+    assert "(file source: frames queue" in capsys.readouterr().err
