@@ -8,9 +8,8 @@ import sys
 from pathlib import Path
 
 from edge.backends import BACKENDS
-from hipart.cli.arg_types import device_name, non_negative_int, positive_float, positive_int
+from hipart.cli.arg_types import add_model_flags, device_name, non_negative_int, positive_float, positive_int
 from hipart.cli.guard import exit_codes
-from hipart.models.config import ARCHITECTURES
 
 EXIT_CODES = exit_codes({
     0: "every requested backend that can run here was timed (the others are listed with the reason)",
@@ -56,13 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="hipart-export output folder, read through its manifest.json (default $HIPART_ARTIFACTS or ./exported; "
         "when that has no hipart.onnx, the model's ONNX is exported there first)",
     )
-    model = p.add_mutually_exclusive_group()
-    model.add_argument("--checkpoint", help="HiPART checkpoint .pt (default: the bundled model)")
-    model.add_argument("--random-weights", choices=ARCHITECTURES, metavar="ARCH",
-                       help="an untrained model of architecture paper | edge | tiny instead (plumbing and speed only)")
-    p.add_argument("--config", default="paper", choices=ARCHITECTURES,
-                   help="architecture of the random model used only when no checkpoint exists at all (kept for old "
-                   "scripts; prefer --random-weights)")
+    add_model_flags(p)
     p.add_argument("--device", default="auto", type=device_name, help="auto, cpu, cuda or cuda:N (default auto)")
     p.add_argument("--threads", type=positive_int, help="CPU threads for torch and onnxruntime (default: all cores)")
     p.add_argument("--json", help="also write the report as JSON to this path")

@@ -12,9 +12,8 @@ from edge.backends import BACKENDS
 from edge.occlusion import DEFAULT_MIN_CONF
 from edge.run import RunError, RunOptions, run_pipeline, summary
 from edge.sinks import SinkError, recover_npz
-from hipart.cli.arg_types import confidence, device_name, positive_float, positive_int
+from hipart.cli.arg_types import add_model_flags, confidence, device_name, positive_float, positive_int
 from hipart.cli.guard import Terminated, install_stop_handlers
-from hipart.models.config import ARCHITECTURES
 
 EXIT_CODES = """exit codes:
   0    finished; every output complete
@@ -54,13 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--device", default="auto", type=device_name, help="auto, cpu, cuda, cuda:N (default: cuda when available)"
     )
-    model = p.add_mutually_exclusive_group()
-    model.add_argument("--checkpoint", help="HiPART checkpoint .pt (default: the bundled model)")
-    model.add_argument("--random-weights", choices=ARCHITECTURES, metavar="ARCH",
-                       help="an untrained model of architecture paper | edge | tiny instead (plumbing and speed only)")
-    p.add_argument("--config", default="paper", choices=ARCHITECTURES,
-                   help="architecture of the random model used only when no checkpoint exists at all (kept for old "
-                   "scripts; prefer --random-weights)")
+    add_model_flags(p)
     p.add_argument("--detector", default="blazepose", choices=["blazepose", "onnx"], help="2D pose detector")
     p.add_argument("--detector-model", help="ONNX pose model for --detector onnx (RTMPose, YOLO-pose)")
     p.add_argument("--detector-layout", default="topdown", choices=["topdown", "yolo"], help="ONNX detector layout")

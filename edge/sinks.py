@@ -15,14 +15,13 @@ import errno
 import json
 import logging
 import os
-import tempfile
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from hipart.atomic_write import atomic_path
+from hipart.atomic_write import OutputDirError, atomic_path, ensure_writable_file
 
 log = logging.getLogger("hipart.edge")
 
@@ -45,19 +44,10 @@ def _reason(e: BaseException) -> str:
 
 def check_writable(path: str | os.PathLike) -> Path:
     """Create the parent folder if needed and prove we can write there; raise SinkError otherwise."""
-    p = Path(path).expanduser()
-    if p.is_dir():
-        raise SinkError(f"output path {p} is a folder; give a file name")
     try:
-        p.parent.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(prefix=".hipart-probe-", dir=p.parent)
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as e:
-        raise SinkError(f"cannot write output {p}: {e.strerror or e}") from None
-    if p.exists() and not os.access(p, os.W_OK):
-        raise SinkError(f"cannot write output {p}: file is read-only")
-    return p
+        return ensure_writable_file(path)
+    except OutputDirError as e:
+        raise SinkError(str(e)) from None
 
 
 class Sink:

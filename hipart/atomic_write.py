@@ -28,6 +28,24 @@ def ensure_writable_dir(path: str | Path) -> Path:
     return path
 
 
+def ensure_writable_file(path: str | Path) -> Path:
+    """Create the parent folder if needed and prove a file can be written there (not a folder, not read-only);
+    OutputDirError with a one-line reason otherwise. Nothing is written to `path` itself."""
+    p = Path(path).expanduser()
+    if p.is_dir():
+        raise OutputDirError(f"output path {p} is a folder; give a file name")
+    try:
+        p.parent.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".hipart-probe-", dir=p.parent)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise OutputDirError(f"cannot write output {p}: {e.strerror or e}") from None
+    if p.exists() and not os.access(p, os.W_OK):
+        raise OutputDirError(f"cannot write output {p}: file is read-only")
+    return p
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)

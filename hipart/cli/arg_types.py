@@ -4,21 +4,26 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import re
-import tempfile
 from pathlib import Path
+
+from hipart.atomic_write import OutputDirError, ensure_writable_file
+
+
+def _whole(text: str, minimum: int) -> int:
+    """An integer >= minimum, else ArgumentTypeError."""
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= {minimum}, got {text!r}") from None
+    if v < minimum:
+        raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {v}")
+    return v
 
 
 def positive_int(text: str) -> int:
     """argparse type: an integer >= 1."""
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {v}")
-    return v
+    return _whole(text, 1)
 
 
 def positive_float(text: str) -> float:
@@ -45,13 +50,7 @@ def confidence(text: str) -> float:
 
 def non_negative_int(text: str) -> int:
     """argparse type: an integer >= 0."""
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}") from None
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {v}")
-    return v
+    return _whole(text, 0)
 
 
 def device_name(text: str) -> str:
@@ -63,14 +62,21 @@ def device_name(text: str) -> str:
 
 def writable_file(text: str) -> Path:
     """argparse type: an output file path whose folder exists (or can be made) and is writable; not a folder."""
-    p = Path(text).expanduser()
-    if p.is_dir():
-        raise argparse.ArgumentTypeError(f"{text} is a folder; give a file name")
     try:
-        p.parent.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(prefix=".hipart-probe-", dir=p.parent)
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as e:
-        raise argparse.ArgumentTypeError(f"cannot write {text}: {e.strerror or e}") from None
-    return p
+        return ensure_writable_file(text)
+    except OutputDirError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def add_model_flags(p: argparse.ArgumentParser) -> None:
+    """--checkpoint | --random-weights, and the older --config, with the same meaning in every command that runs a
+    model (docs/CLI.md)."""
+    from hipart.models.config import ARCHITECTURES
+
+    model = p.add_mutually_exclusive_group()
+    model.add_argument("--checkpoint", help="HiPART checkpoint .pt (default: the bundled model)")
+    model.add_argument("--random-weights", choices=ARCHITECTURES, metavar="ARCH",
+                       help="an untrained model of architecture paper | edge | tiny instead (plumbing and speed only)")
+    p.add_argument("--config", default="paper", choices=ARCHITECTURES,
+                   help="architecture of the random model used only when no checkpoint exists at all (kept for old "
+                   "scripts; prefer --random-weights)")
