@@ -53,3 +53,23 @@ def test_interruptible_maps_signals_to_one_line_exits(capsys):
         signal.signal(signal.SIGHUP, prev[1])
     err = capsys.readouterr().err
     assert "hipart-x: stopped by SIGTERM" in err and "hipart-x: interrupted (Ctrl-C)" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_stop_signal_during_the_heavy_imports_is_one_line(tmp_path, sig, code):
+    """The console scripts start in edge.launch: a signal while the command's module imports (torch: seconds)."""
+    import subprocess
+    import sys
+
+    (tmp_path / "slowmod.py").write_text("import sys, time\nprint('importing', flush=True)\ntime.sleep(30)\n")
+    child = "import sys\nfrom edge.launch import launch\nsys.exit(launch('slowmod', 'hipart-x'))\n"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), os.getcwd()])}
+    proc = subprocess.Popen([sys.executable, "-c", child], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=env, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))  # fmt: skip
+    try:
+        assert proc.stdout.readline().strip() == "importing"
+        proc.send_signal(sig)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == code and "while starting" in err and "Traceback" not in err, err

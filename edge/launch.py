@@ -1,0 +1,68 @@
+"""The console-script entry points of every command: a light shell that turns Ctrl-C / SIGTERM during the heavy
+imports (torch, onnxruntime, mediapipe: seconds) into one line and exit 130 / 143, then calls the command's main.
+
+It lives in the top room because it names commands of every room (hipart, export, edge); it imports only the
+standard library and hipart.cli.guard before the command's own module.
+"""
+
+from __future__ import annotations
+
+import importlib
+import signal
+import sys
+
+from hipart.cli.guard import Terminated, install_stop_handlers
+
+
+def launch(module: str, prog: str) -> int:
+    """Import `module` and return its main()'s exit code; a stop signal during the import is a one-line exit."""
+    install_stop_handlers()
+    try:
+        main = importlib.import_module(module).main
+    except KeyboardInterrupt:
+        print(f"\n{prog}: interrupted (Ctrl-C) while starting", file=sys.stderr)
+        return 128 + signal.SIGINT
+    except Terminated as t:
+        print(f"\n{prog}: stopped by {signal.Signals(t.signum).name} while starting", file=sys.stderr)
+        return 128 + t.signum
+    return main()
+
+
+def hipart_run() -> int:
+    """hipart-run."""
+    return launch("edge.cli_run", "hipart-run")
+
+
+def hipart_bench() -> int:
+    """hipart-bench."""
+    return launch("edge.cli_bench", "hipart-bench")
+
+
+def hipart_export() -> int:
+    """hipart-export."""
+    return launch("export.cli", "hipart-export")
+
+
+def hipart_temporal() -> int:
+    """hipart-temporal."""
+    return launch("export.temporal_cli", "hipart-temporal")
+
+
+def hipart_model() -> int:
+    """hipart-model."""
+    return launch("hipart.cli.model", "hipart-model")
+
+
+def hipart_train() -> int:
+    """hipart-train."""
+    return launch("hipart.cli.train", "hipart-train")
+
+
+def hipart_eval() -> int:
+    """hipart-eval."""
+    return launch("hipart.cli.eval", "hipart-eval")
+
+
+def hipart_data() -> int:
+    """hipart-data."""
+    return launch("hipart.cli.data", "hipart-data")
