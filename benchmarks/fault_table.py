@@ -1063,6 +1063,33 @@ def markdown(rows: list[dict[str, Any]]) -> str:
     return "\n".join(out)
 
 
+def document(report: dict[str, Any]) -> str:
+    """docs/FAULTS.md: every case with the command, what happened (the one-line message) and the exit code."""
+    tot = report["totals"]
+    out = [
+        "# The fault table",
+        "",
+        "Every case run as a user would, by `OMP_NUM_THREADS=1 python benchmarks/fault_table.py --doc docs/FAULTS.md`",
+        f"({report['machine']}; {report['wall_s']} s). Classes: clear-error (non-zero exit, one-line message, no",
+        "traceback), graceful (documented non-zero exit such as 130/143 with complete outputs), ok, raw-traceback,",
+        "hang, silent-wrong (exit 0 where an error was due, or wrong output), lost-output (an output missing or",
+        "unreadable). What each exit code means: [RUNTIME.md](RUNTIME.md#faults-signals-and-exit-codes),",
+        "[CLI.md](CLI.md).",
+        "",
+        f"**{tot['cases']} cases: {tot['pass']} as expected, {tot['fail']} not, {tot['skipped']} skipped** — "
+        + ", ".join(f"{k} {v}" for k, v in tot["by_class"].items()) + ".",
+        "",
+        "| case | command line (`{d}` = a fresh temp folder) | class | exit | behaviour (first line of stderr) |",
+        "|---|---|---|---:|---|",
+    ]
+    for r in report["rows"]:
+        msg = str(r.get("message") or r.get("note") or "").replace("|", "/").replace("\n", " ")[:150]
+        argv = str(r.get("argv", "")).replace("|", "/")[:170]
+        mark = "" if r["pass"] is not False else " **(unexpected)**"
+        out.append(f"| {r['id']} | `{r['command']} {argv}` | {r['class']}{mark} | {r['rc']} | {msg} |")
+    return "\n".join(out) + "\n"
+
+
 def totals(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """Counts per class, per command, pass/fail."""
     return {
@@ -1085,6 +1112,7 @@ def main(argv: list[str] | None = None) -> int:
                     "sensitive to load)")  # fmt: skip
     ap.add_argument("--out", type=Path, default=RESULTS / "fault-table.json", help="JSON report path")
     ap.add_argument("--keep", action="store_true", help="keep the per-case temp folders")
+    ap.add_argument("--doc", type=Path, help="also write the table as a Markdown page (docs/FAULTS.md)")
     a = ap.parse_args(argv)
     cases = all_cases()
     if a.only:
@@ -1124,6 +1152,8 @@ def main(argv: list[str] | None = None) -> int:
     report = {"machine": machine(), "wall_s": round(time.monotonic() - t0, 1), "totals": tot, "rows": rows}
     a.out.parent.mkdir(parents=True, exist_ok=True)
     a.out.write_text(json.dumps(report, indent=1))
+    if a.doc:
+        a.doc.write_text(document(report))
     print(markdown(rows))
     print(f"\n{tot['cases']} cases, {tot['pass']} pass, {tot['fail']} fail, {tot['skipped']} skipped; "
           + ", ".join(f"{k} {v}" for k, v in tot["by_class"].items()) + f"\nwrote {a.out}")  # fmt: skip
