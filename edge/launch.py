@@ -10,14 +10,19 @@ from __future__ import annotations
 import importlib
 import signal
 import sys
+from collections.abc import Callable
 
 from hipart.cli.guard import Terminated, install_stop_handlers
 
 
-def launch(module: str, prog: str) -> int:
-    """Import `module` and return its main()'s exit code; a stop signal during the import is a one-line exit."""
+def launch(module: str, prog: str, prepare: Callable[[], None] | None = None) -> int:
+    """Import `module` and return its main()'s exit code; a stop signal during the import is a one-line exit.
+
+    `prepare()` runs first, inside the same guard (optional set-up such as the fused quantiser kernel)."""
     install_stop_handlers()
     try:
+        if prepare is not None:
+            prepare()
         main = importlib.import_module(module).main
     except KeyboardInterrupt:
         print(f"\n{prog}: interrupted (Ctrl-C) while starting", file=sys.stderr)
@@ -53,14 +58,24 @@ def hipart_model() -> int:
     return launch("hipart.cli.model", "hipart-model")
 
 
+def _fused_quantizer() -> None:
+    """On a CUDA machine, the model's quantisers use the fused nearest-code kernel (kernels/codebook_nn.py)."""
+    try:
+        from kernels.codebook_nn import install
+
+        install("cuda")
+    except ImportError:  # kernels/ absent: the torch math stays in place
+        pass
+
+
 def hipart_train() -> int:
-    """hipart-train."""
-    return launch("hipart.cli.train", "hipart-train")
+    """hipart-train (the tokenizer's quantisers on the fused NN kernel where CUDA is)."""
+    return launch("hipart.cli.train", "hipart-train", _fused_quantizer)
 
 
 def hipart_eval() -> int:
-    """hipart-eval."""
-    return launch("hipart.cli.eval", "hipart-eval")
+    """hipart-eval (token accuracy quantises the ground truth: fused NN kernel where CUDA is)."""
+    return launch("hipart.cli.eval", "hipart-eval", _fused_quantizer)
 
 
 def hipart_data() -> int:

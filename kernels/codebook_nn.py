@@ -170,3 +170,25 @@ def reference_codebook_nn(
     idx = dist.argmin(1) if z.shape[0] else torch.empty(0, dtype=torch.int64, device=z.device)
     finite = torch.isfinite(zf).all(1)
     return finish_reference("reference_codebook_nn", idx, finite, codebook, out_idx, out_codes, on_nan)
+
+
+def install(device_type: str = "cuda") -> bool:
+    """Serve the model's quantisers (hipart.models.quantizer.nearest_code) with this kernel on `device_type`.
+
+    True when installed: CUDA with Triton or libhipart_kernels, or 'cpu' under Triton's interpreter (tests)."""
+    from hipart.models.quantizer import set_nearest_kernel
+
+    if device_type == "cuda":
+        from kernels import library
+
+        if not torch.cuda.is_available() or not (HAS_TRITON or library.available()):
+            return False
+    elif not (HAS_TRITON and interpreting()):
+        return False
+
+    def nearest(z: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
+        """Token ids of z's rows (the kernel's argmin; its gathered rows are not needed here)."""
+        return codebook_nn(z.contiguous(), codebook, on_nan="raise")[0]
+
+    set_nearest_kernel(device_type, nearest)
+    return True

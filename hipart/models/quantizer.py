@@ -2,9 +2,25 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+NearestFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (z [N, D], codebook [K, D]) -> idx [N]
+_fused: dict[str, NearestFn] = {}  # device type -> a fused nearest-code kernel (kernels.codebook_nn.install)
+
+
+def set_nearest_kernel(device_type: str, fn: NearestFn | None) -> None:
+    """Route nearest_code for tensors on `device_type` ('cuda') to `fn` (None: back to the torch math).
+
+    The hook through which the fused Triton / AOT kernel of `kernels/` serves the model's quantisers (training,
+    token accuracy) without hipart importing kernels: the layer above installs it (`kernels.codebook_nn.install`)."""
+    if fn is None:
+        _fused.pop(device_type, None)
+    else:
+        _fused[device_type] = fn
 
 
 def nearest_code(z: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
@@ -12,6 +28,9 @@ def nearest_code(z: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
     if torch.isnan(z).any():
         bad = torch.isnan(z).any(dim=1).nonzero().flatten()[:8].tolist()
         raise ValueError(f"NaN in quantiser input rows {bad} (of {z.shape[0]}); refusing to map them to a code")
+    fused = _fused.get(z.device.type)
+    if fused is not None and z.dtype == codebook.dtype:
+        return fused(z, codebook)
     dist = (z * z).sum(1, keepdim=True) - 2 * z @ codebook.t() + (codebook * codebook).sum(1)[None, :]
     return dist.argmin(dim=1)
 

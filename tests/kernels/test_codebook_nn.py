@@ -133,3 +133,24 @@ def test_empty_input_and_shape_errors(device):
         codebook_nn(torch.randn(3, 64, device=device), codebook)
     with pytest.raises(ValueError):
         codebook_nn(torch.randn(3, 128, device=device), codebook, on_nan="ignore")
+
+
+def test_installed_kernel_serves_the_model_quantiser(seed):
+    """kernels.codebook_nn.install routes hipart's nearest_code to the kernel (CPU here, under the interpreter)."""
+    from hipart.models.quantizer import VectorQuantizer, set_nearest_kernel
+    from kernels.codebook_nn import install
+
+    vq = VectorQuantizer(64, 32)
+    z = torch.randn(5, 7, 32)
+    want = vq.nearest(z)
+    calls = []
+    assert install("cpu")
+    try:
+        import hipart.models.quantizer as q
+
+        fused = q._fused["cpu"]
+        q._fused["cpu"] = lambda a, b: calls.append(1) or fused(a, b)
+        got = vq.nearest(z)
+    finally:
+        set_nearest_kernel("cpu", None)
+    assert calls and torch.equal(got, want)
