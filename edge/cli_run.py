@@ -12,7 +12,14 @@ from edge.backends import BACKENDS
 from edge.occlusion import DEFAULT_MIN_CONF
 from edge.run import RunError, RunOptions, run_pipeline, summary
 from edge.sinks import SinkError, recover_npz
-from hipart.cli.arg_types import add_model_flags, confidence, device_name, positive_float, positive_int
+from hipart.cli.arg_types import (
+    add_model_flags,
+    confidence,
+    device_name,
+    non_negative_float,
+    positive_float,
+    positive_int,
+)
 from hipart.cli.guard import Terminated, install_stop_handlers
 
 EXIT_CODES = """exit codes:
@@ -54,7 +61,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--device", default="auto", type=device_name, help="auto, cpu, cuda, cuda:N (default: cuda when available)"
     )
     add_model_flags(p)
-    p.add_argument("--detector", default="blazepose", choices=["blazepose", "onnx"], help="2D pose detector")
+    p.add_argument("--detector", default="blazepose", choices=["blazepose", "blazepose-multi", "onnx"],
+                   help="2D pose detector: blazepose (one person, tracked; default), blazepose-multi (every person "
+                   "in each frame: BlazePose's own detector + landmarks per person), onnx (your RTMPose / YOLO-pose)")
+    p.add_argument("--max-persons", type=positive_int, default=8, help="blazepose-multi: most persons per frame "
+                   "(default 8)")
+    p.add_argument("--min-person-height", type=non_negative_float, default=0.0, metavar="PX",
+                   help="blazepose-multi: drop persons shorter than this in pixels (default 0: keep all)")
     p.add_argument("--detector-model", help="ONNX pose model for --detector onnx (RTMPose, YOLO-pose)")
     p.add_argument("--detector-layout", default="topdown", choices=["topdown", "yolo"], help="ONNX detector layout")
     p.add_argument("--keypoint-format", choices=["coco17", "h36m17"], help="joint order of a keypoint source")

@@ -65,6 +65,8 @@ class RunOptions:
     temporal: str | None = None  # temporal lifter checkpoint (hipart-temporal train)
     temporal_mode: str = "causal"  # causal | centred | seq2seq (files only)
     pace: bool = False  # play a file source in real time, like a camera (edge.sources.PacedSource)
+    max_persons: int = 8  # blazepose-multi: most persons per frame
+    min_person_height: float = 0.0  # blazepose-multi: drop persons shorter than this (px)
 
 
 def _say(out: TextIO, msg: str) -> None:
@@ -129,7 +131,9 @@ def build_estimator(
     detector = None
     if source is None or needs_detector(source):
         try:
-            kw = {"layout": opts.detector_layout} if opts.detector == "onnx" else {}
+            kw: dict[str, object] = {"layout": opts.detector_layout} if opts.detector == "onnx" else {}
+            if opts.detector == "blazepose-multi":
+                kw = {"max_persons": opts.max_persons, "min_person_height": opts.min_person_height}
             detector = create_detector(opts.detector, opts.detector_model, **kw)
         except DetectorError as e:
             raise RunError(str(e)) from None

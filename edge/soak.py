@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     """CLI: print the soak report as JSON (and write it with --json)."""
     p = argparse.ArgumentParser(prog="python -m edge.soak", description=__doc__.splitlines()[0])
     p.add_argument("--seconds", type=float, default=600.0)
-    p.add_argument("--detector", default="blazepose", choices=["blazepose", "onnx"])
+    p.add_argument("--detector", default="blazepose", choices=["blazepose", "blazepose-multi", "onnx"])
     p.add_argument("--source", help="video to loop (default: the rendered synthetic 640x480 clip)")
     p.add_argument("--config", default="paper", choices=["paper", "tiny"])
     p.add_argument("--checkpoint")
