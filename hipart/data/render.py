@@ -228,13 +228,14 @@ def render_multi_person_video(bvh_dir: str | Path, clip_ids: list[str], out_stem
     people = [pose_clip(jobs[c], seed + i) for i, c in enumerate(clip_ids)]
     F = min(min(p["sparse"].shape[0] for p in people), int(seconds * fps))
     n = len(people)
-    shifts = []
-    for i, p in enumerate(people):  # start side by side along world x, each clip's own motion kept
-        r0 = p["sparse"][0, 0]
-        shifts.append(np.array([(i - (n - 1) / 2) * spacing - r0[0], 0.0, -r0[2]]))
-    centre = np.mean([p["sparse"][:F, 0] + s for p, s in zip(people, shifts, strict=True)], axis=0)
+    starts = [np.array([-p["sparse"][0, 0, 0], 0.0, -p["sparse"][0, 0, 2]]) for p in people]  # each starts at 0
+    centre = np.mean([p["sparse"][:F, 0] + s for p, s in zip(people, starts, strict=True)], axis=0)
     cams = make_cameras("lab", centre, people[0]["rng"])
     R, t = cams.R[0], cams.t[0]
+    right = np.array([R[0, 0], 0.0, R[0, 2]])  # the camera's right, on the ground plane (world y is up)
+    right /= max(np.linalg.norm(right), 1e-9)
+    # side by side across the view (so nobody starts hidden behind another), each clip's own motion kept
+    shifts = [s + (i - (n - 1) / 2) * spacing * right for i, s in enumerate(starts)]
     fine = np.stack([p["fine"][:F] + s for p, s in zip(people, shifts, strict=True)], 1)  # [F, P, 96, 3]
     uv = world_to_camera(fine, R, t)
     uv = uv[..., :2] / uv[..., 2:3]
