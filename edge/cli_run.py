@@ -68,6 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "(default 8)")
     p.add_argument("--min-person-height", type=non_negative_float, default=0.0, metavar="PX",
                    help="blazepose-multi: drop persons shorter than this in pixels (default 0: keep all)")
+    p.add_argument("--detector-tiles", action="store_true", help="blazepose-multi: also look at 2x2 overlapping "
+                   "tiles, for people too small for the whole-frame detector (~3x the detection cost)")
     p.add_argument("--detector-model", help="ONNX pose model for --detector onnx (RTMPose, YOLO-pose)")
     p.add_argument("--detector-layout", default="topdown", choices=["topdown", "yolo"], help="ONNX detector layout")
     p.add_argument("--keypoint-format", choices=["coco17", "h36m17"], help="joint order of a keypoint source")

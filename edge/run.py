@@ -67,6 +67,7 @@ class RunOptions:
     pace: bool = False  # play a file source in real time, like a camera (edge.sources.PacedSource)
     max_persons: int = 8  # blazepose-multi: most persons per frame
     min_person_height: float = 0.0  # blazepose-multi: drop persons shorter than this (px)
+    detector_tiles: bool = False  # blazepose-multi: also detect on 2x2 tiles (small persons)
 
 
 def _say(out: TextIO, msg: str) -> None:
@@ -133,7 +134,8 @@ def build_estimator(
         try:
             kw: dict[str, object] = {"layout": opts.detector_layout} if opts.detector == "onnx" else {}
             if opts.detector == "blazepose-multi":
-                kw = {"max_persons": opts.max_persons, "min_person_height": opts.min_person_height}
+                kw = {"max_persons": opts.max_persons, "min_person_height": opts.min_person_height,
+                      "tiles": opts.detector_tiles}
             detector = create_detector(opts.detector, opts.detector_model, **kw)
         except DetectorError as e:
             raise RunError(str(e)) from None

@@ -159,6 +159,7 @@ class BlazePoseMultiDetector(Detector):
         min_presence: float = 0.5,
         detector_model: str | None = None,
         landmark_model: str | None = None,
+        tiles: bool = False,
     ) -> None:
         try:
             from ai_edge_litert.interpreter import Interpreter
@@ -191,6 +192,7 @@ class BlazePoseMultiDetector(Detector):
         self.min_person_height = float(min_person_height)
         self.min_detection_confidence = float(min_detection_confidence)
         self.min_presence = float(min_presence)
+        self.tiles = bool(tiles)  # also detect on 2x2 overlapping tiles: finds persons too small at 224 px
 
     def detect_persons(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """BGR image -> the person detector's 4 keypoints [D,4,2] in image pixels and scores [D], best first."""
@@ -228,9 +230,28 @@ class BlazePoseMultiDetector(Detector):
         self._lmk.invoke()
         return [self._lmk.get_tensor(i) for i in self._lmk_idx]
 
+    def detect_tiled(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """detect_persons on the whole image and on 2x2 tiles of 60 % of its size (each seen at ~1.7x the
+        resolution), merged: a person found twice (hip centres closer than half its scale) is kept once, best first."""
+        h, w = image.shape[:2]
+        th, tw = int(round(0.6 * h)), int(round(0.6 * w))
+        found = [self.detect_persons(image)]
+        for y0 in (0, h - th):
+            for x0 in (0, w - tw):
+                kp, sc = self.detect_persons(image[y0 : y0 + th, x0 : x0 + tw])
+                found.append((kp + np.array([x0, y0], np.float32), sc))
+        kps = np.concatenate([k for k, _ in found])
+        scores = np.concatenate([s for _, s in found])
+        keep: list[int] = []
+        for i in np.argsort(-scores, kind="stable"):
+            scale = np.linalg.norm(kps[i, 1] - kps[i, 0])
+            if all(np.linalg.norm(kps[i, 0] - kps[j, 0]) > 0.5 * scale for j in keep):
+                keep.append(int(i))
+        return kps[keep], scores[keep]
+
     def landmarks33(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """BGR image -> pixel landmarks [P,33,2], visibility x presence [P,33], pose-presence scores [P]."""
-        kps, _ = self.detect_persons(image)
+        kps, _ = self.detect_tiled(image) if self.tiles else self.detect_persons(image)
         kps = kps[: max(0, self.max_persons)]
         empty = (np.zeros((0, 33, 2), np.float32), np.zeros((0, 33), np.float32), np.zeros(0, np.float32))
         if len(kps) == 0:

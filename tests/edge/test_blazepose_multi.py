@@ -150,3 +150,23 @@ def test_empty_image_gives_no_person(multi):
     for shape in ((480, 640, 3), (640, 360, 3)):
         got = multi(np.zeros(shape, np.uint8))
         assert len(got) == 0 and got.keypoints.shape == (0, 17, 2) and got.conf.shape == (0, 17)
+
+
+@needs_runtime
+def test_tiles_find_a_person_too_small_for_the_whole_frame_detector(frames, gt_px):
+    import cv2
+
+    from edge.detectors import create_detector
+
+    f = sorted(frames)[-1]
+    canvas = np.full((640, 640, 3), 180, np.uint8)
+    canvas[40:280, 40:280] = cv2.resize(frames[f], (240, 240), interpolation=cv2.INTER_AREA)  # a 0.375x person
+    plain, tiled = create_detector("blazepose-multi"), create_detector("blazepose-multi", tiles=True)
+    try:
+        assert len(plain(canvas)) == 0  # at 224 px the person is ~80 px tall: below the detector's reach
+        got = tiled(canvas)
+        assert len(got) == 1
+        assert _median_px(got.keypoints[0], gt_px[f] * 0.375 + 40) < 8
+    finally:
+        plain.close()
+        tiled.close()
