@@ -172,7 +172,8 @@ def needs_onnx_export(folder: str | Path, loaded: Any) -> str | None:
         return None
     entries = man.select("hipart", "fp32", "onnx")
     if not entries:
-        if man.select("densify", "fp32", "onnx") and man.select("lift", "fp32", "onnx"):
+        sets = (("densify", "lift"), ("decode_step", "detokenize", "lift"))  # the onnxruntime backend's other modes
+        if any(all(man.select(n, "fp32", "onnx") for n in names) for names in sets):
             return None
         return f"{man.path} lists no hipart fp32 onnx"
     expected = expected_model(loaded)

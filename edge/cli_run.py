@@ -81,6 +81,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="write NPZ from the journal a killed run left beside it (NPZ.partial.jsonl), then exit",
     )
     p.add_argument("--show", action="store_true", help="open a window when a display exists")
+    p.add_argument("--track", action=argparse.BooleanOptionalAction, default=None,
+                   help="stable per-person track ids (norfair) in the outputs and on the overlay, smoothing and "
+                   "temporal state kept per track (default: on with blazepose-multi / onnx detectors, off otherwise; "
+                   "never across the images of a folder)")
+    p.add_argument("--track-max-age", type=positive_int, default=30, metavar="FRAMES",
+                   help="frames an established track survives without a detection (default 30)")
     p.add_argument("--smooth", action="store_true", help="One-Euro smoothing of the 3D output (causal; off by default)")
     p.add_argument(
         "--min-conf",

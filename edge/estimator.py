@@ -5,6 +5,12 @@ few confident joints, normalise pixels to screen coordinates and mask low-confid
 backend as a pure model adapter (`Backend.infer` on that normalised, masked x_s), checks the outputs are finite,
 optionally smooths or temporally lifts the 3D, and converts dense / fine back to pixels.
 
+Tracking: with a `tracker` (`edge.tracking.PersonTracker`) every person gets a stable `track_id` and smoothing and
+the temporal stage keep their state per track (dropped when the track ends); without one, the track id is the
+person's index in the frame (persons are matched by index, state restarts when the person count changes).
+`stateless=True` (image folders: independent images) skips tracking (ids = index) and restarts every per-track
+state before each image, so no image carries state into the next.
+
     est = Estimator(backend, detector)
     res = est(image_bgr)                                   # or est.from_keypoints(kpts_px, conf, width, height)
     res.pose3d, res.dense, res.fine                        # [P,17,3] metres, [P,48,2] px, [P,96,2] px
@@ -30,6 +36,20 @@ from edge.occlusion import DEFAULT_MIN_CONF, mask_low_confidence, sanitize_keypo
 from edge.smoothing import PoseSmoother
 from hipart import skeleton
 from hipart.camera import image_coordinates, normalize_screen_coordinates
+
+
+class TrackerHook(Protocol):
+    """What the Estimator needs of `edge.tracking.PersonTracker`."""
+
+    ended: list[int]
+
+    def __call__(self, kpts: np.ndarray, conf: np.ndarray | None = None) -> np.ndarray:
+        """This frame's persons [P,17,2] px + confidence [P,17] -> their track ids [P]."""
+        ...
+
+    def reset(self) -> None:
+        """Forget every track."""
+        ...
 
 
 class TemporalHook(Protocol):
@@ -79,6 +99,10 @@ class FrameResult:
     batch_frames: int = 1  # frames that shared this frame's HiPART call
     status: str = "ok"  # "ok", "corrupt" or "error: <stage>: ..."
     temporal: str | None = None  # set when the temporal stage replaced the 3D pose (mode, T, lag)
+    track_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # [P]; person index if untracked
+    tracked: bool = False  # track_ids come from a tracker (else they are the person index)
+    ended_tracks: tuple[int, ...] = ()  # tracks that ended at this frame: their per-track state is dropped
+    restart: bool = False  # drop every per-track state before this frame (stateless sources: independent images)
     timings: dict[str, float] = field(default_factory=dict)  # milliseconds per stage
 
     @property
@@ -99,11 +123,16 @@ class FrameResult:
     def __len__(self) -> int:
         return 0 if self.result is None else len(self.result)
 
+    def track_id(self, p: int) -> int:
+        """Person p's track id (its index when the frame was not tracked)."""
+        return int(self.track_ids[p]) if len(self.track_ids) > p else p
+
     def to_record(self) -> dict[str, Any]:
         """The JSON-serialisable record of this frame (the JSONL line; the NPZ journal entry)."""
         persons = [
             {
                 "id": p,
+                "track_id": self.track_id(p),
                 "keypoints_2d": _r(self.kpts[p], 2),
                 "confidence": _r(self.conf[p], 3),
                 "dense_2d": _r(self.dense[p], 2),
@@ -136,9 +165,13 @@ class Estimator:
         temporal: TemporalHook | None = None,
         min_conf: float = DEFAULT_MIN_CONF,
         smoothing: PoseSmoother | None = None,
+        tracker: TrackerHook | None = None,
+        stateless: bool = False,
     ):
+        """`tracker`: stable track ids (None: the person index); `stateless`: every frame is an independent image."""
         self.backend, self.detector, self.temporal = backend, detector, temporal
         self.min_conf, self.smoothing = min_conf, smoothing
+        self.tracker, self.stateless = tracker, stateless
         self._count = 0
 
     # -- one frame ---------------------------------------------------------------------------------
@@ -211,6 +244,20 @@ class Estimator:
         out.dropped_persons = int((~keep).sum())
         out.kpts, out.conf = k[keep], c[keep]
         out.x_s = lift_input(out.kpts, out.conf, w, h, self.min_conf)
+        self.track(out)
+        return out
+
+    def track(self, out: FrameResult) -> FrameResult:
+        """Give out's persons their track ids (tracker, else the index), in frame order; `prepare` calls it."""
+        n = len(out.kpts)
+        if self.stateless or self.tracker is None:
+            if self.stateless and self.tracker is not None:
+                self.tracker.reset()
+            out.track_ids, out.tracked, out.ended_tracks = np.arange(n, dtype=np.int64), False, ()
+            out.restart = self.stateless
+            return out
+        out.track_ids = np.asarray(self.tracker(out.kpts, out.conf), np.int64).reshape(n)
+        out.tracked, out.ended_tracks, out.restart = True, tuple(int(i) for i in self.tracker.ended), False
         return out
 
     def lift(self, frames: Sequence[FrameResult]) -> list[Exception | None]:
@@ -239,6 +286,8 @@ class Estimator:
         n = len(frames)
         per_frame = (time.perf_counter() - t0) * 1e3 / max(n, 1)
         for fr in frames:  # in frame order, so smoothing sees time moving forward
+            if self.smoothing is not None:
+                self.smoothing.forget(fr.ended_tracks, fr.restart)
             res = results.get(id(fr))
             if res is not None:
                 try:
@@ -246,7 +295,7 @@ class Estimator:
                 except Exception as e:
                     errors[id(fr)] = e
                     fr.status = error_status("hipart", e)
-            elif self.smoothing is not None and fr.status == "ok":
+            elif self.smoothing is not None and fr.status == "ok" and not fr.tracked:  # untracked: restarts
                 self.smoothing(np.zeros((0, skeleton.NUM_JOINTS, 3), np.float32), fr.timestamp)
             fr.timings["hipart"] = per_frame
             fr.batch_frames = n
@@ -256,7 +305,8 @@ class Estimator:
         if not (np.isfinite(res.pose3d).all() and np.isfinite(res.dense).all() and np.isfinite(res.fine).all()):
             raise FloatingPointError("backend returned NaN/inf")
         if self.smoothing is not None:
-            res.pose3d = self.smoothing(res.pose3d, fr.timestamp)
+            ids = fr.track_ids if fr.tracked and len(fr.track_ids) == len(res) else None
+            res.pose3d = self.smoothing(res.pose3d, fr.timestamp, ids)
         w, h = max(fr.width, 1), max(fr.height, 1)
         fr.result = res
         fr.dense = image_coordinates(res.dense, w, h)

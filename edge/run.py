@@ -23,7 +23,7 @@ from edge.occlusion import DEFAULT_MIN_CONF
 from edge.pipeline import Item, Pipeline, RunStats
 from edge.sinks import Sink, SinkError, open_sink
 from edge.smoothing import PoseSmoother
-from edge.sources import PacedSource, Source, SourceError, open_source
+from edge.sources import ImageFolderSource, PacedSource, Source, SourceError, open_source
 from edge.temporal import TemporalStage, load_temporal
 from edge.visualize import render_frame
 from edge.weights import LoadedModel, bundled_reference, load_model
@@ -54,6 +54,8 @@ class RunOptions:
     poses: list[str] = field(default_factory=list)
     show: bool = False
     smooth: bool = False
+    track: bool | None = None  # stable per-person track ids (norfair); None: on with a multi-person detector
+    track_max_age: int = 30  # frames an established track survives without a detection
     min_conf: float = DEFAULT_MIN_CONF
     queue_size: int = 4
     max_frames: int | None = None
@@ -163,7 +165,22 @@ def build_estimator(
             f"WARNING: the {backend.name} artifacts were exported from model {art_hash}, but the "
             f"checkpoint in use is {loaded.model_hash}; 3D output follows the artifacts"
         )
-    return Estimator(backend, detector, temporal, opts.min_conf, PoseSmoother() if opts.smooth else None)
+    tracker = None
+    track = opts.track if opts.track is not None else opts.detector in ("blazepose-multi", "onnx")
+    inner = getattr(source, "inner", source)  # PacedSource wraps the real source
+    stateless = isinstance(inner, ImageFolderSource)  # independent images: nothing carried from one to the next
+    if track and not stateless:
+        from edge.tracking import PersonTracker
+
+        try:
+            tracker = PersonTracker(opts.track_max_age, min_conf=opts.min_conf)
+        except (ImportError, ValueError) as e:
+            backend.close()
+            if detector is not None:
+                detector.close()
+            raise RunError(f"--track: {e}") from None
+    return Estimator(backend, detector, temporal, opts.min_conf, PoseSmoother() if opts.smooth else None,
+                     tracker=tracker, stateless=stateless)  # fmt: skip
 
 
 @dataclass

@@ -136,7 +136,8 @@ NPZ_PERSON_FIELDS = ("keypoints_2d", "confidence", "dense_2d", "fine_2d", "pose_
 
 
 class NpzSink(Sink):
-    """Per-person arrays concatenated over the run + `person_frame` (frame index of each row).
+    """Per-person arrays concatenated over the run + `person_frame` (frame index of each row) and `track_id` (each
+    row's track id: stable across frames with a tracker, else the person's index in its frame).
 
     Frames go to the journal `<path>.partial.jsonl` as they come; `close()` writes the .npz atomically and
     removes the journal. After a crash the journal holds every finished frame, and `recover_npz` (or
@@ -244,15 +245,16 @@ _NPZ_SHAPES = {
 
 def _npz_arrays(records: list[dict[str, Any]]) -> dict[str, np.ndarray]:
     """The .npz arrays of a list of frame records."""
-    frames, stamps, status, person_frame = [], [], [], []
+    frames, stamps, status, person_frame, track_id = [], [], [], [], []
     cols: dict[str, list] = {k: [] for k in NPZ_PERSON_FIELDS}
     tok_s, tok_d = [], []
     for r in records:
         frames.append(r["frame"])
         stamps.append(r["timestamp"])
         status.append(r["status"])
-        for person in r["persons"]:
+        for i, person in enumerate(r["persons"]):
             person_frame.append(r["frame"])
+            track_id.append(person.get("track_id", i))  # journals from before tracking: the index
             for k in NPZ_PERSON_FIELDS:
                 cols[k].append(person[k])
             tok_s.append(person["tokens"]["sparse"])
@@ -263,6 +265,7 @@ def _npz_arrays(records: list[dict[str, Any]]) -> dict[str, np.ndarray]:
         timestamp=np.asarray(stamps, np.float64),
         status=np.asarray(status, dtype="U32"),
         person_frame=np.asarray(person_frame, np.int64),
+        track_id=np.asarray(track_id, np.int64),
         tokens_sparse=np.asarray(tok_s, np.int64).reshape(-1, 16),
         tokens_dense=np.asarray(tok_d, np.int64).reshape(-1, 48),
     )

@@ -2,14 +2,18 @@
 
 Causal: it adds no frame of delay; its lag is the low-pass lag, which shrinks as motion speeds up
 (cutoff = min_cutoff + beta * |velocity|). With the defaults (min_cutoff 1.0 Hz, beta 0.5) a joint at
-rest is smoothed with a ~160 ms time constant and a fast joint with a few ms. Persons are tracked by
-their index in the detector output (BlazePose tracks one person); when the person count changes, the
-filter restarts.
+rest is smoothed with a ~160 ms time constant and a fast joint with a few ms.
+
+One filter per person: per track id when the frame is tracked (`edge.tracking`; a track's filter is dropped with
+the track, or after `max_idle_s` without a sample), else per index in the detector output, all restarting when
+the person count changes (the behaviour before tracking). Filtering each person alone gives exactly the output
+of one filter per person run on that person only.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 
@@ -50,14 +54,54 @@ class OneEuroFilter:
 
 
 class PoseSmoother:
-    """One-Euro filter of [P,17,3] poses over time; restarts when the person count changes."""
+    """One-Euro filter of [P,17,3] poses over time, one filter per track id (or per index: see the module doc)."""
 
-    def __init__(self, min_cutoff: float = 1.0, beta: float = 0.5):
-        self.filter = OneEuroFilter(min_cutoff, beta)
+    def __init__(self, min_cutoff: float = 1.0, beta: float = 0.5, max_idle_s: float = 10.0):
+        self.min_cutoff, self.beta, self.max_idle_s = min_cutoff, beta, max_idle_s
+        self.filters: dict[int, OneEuroFilter] = {}
+        self._seen: dict[int, float] = {}  # track id -> time of its last sample
+        self._count: int | None = None  # untracked: the person count of the last call
 
-    def __call__(self, pose3d: np.ndarray, t: float) -> np.ndarray:
-        """Smoothed copy of pose3d at time t."""
-        if pose3d.shape[0] == 0:
-            self.filter.reset()
+    def reset(self) -> None:
+        """Forget every person's filter."""
+        self.filters.clear()
+        self._seen.clear()
+        self._count = None
+
+    def drop(self, track_ids: Iterable[int]) -> None:
+        """Forget the filters of these (ended) tracks."""
+        for i in track_ids:
+            self.filters.pop(int(i), None)
+            self._seen.pop(int(i), None)
+
+    def forget(self, ended: Iterable[int] = (), restart: bool = False) -> None:
+        """Before a frame: drop the ended tracks' filters, or every filter on a restart."""
+        if restart:
+            self.reset()
+        else:
+            self.drop(ended)
+
+    def __call__(self, pose3d: np.ndarray, t: float, track_ids: Sequence[int] | np.ndarray | None = None) -> np.ndarray:
+        """Smoothed copy of pose3d [P,17,3] at time t; track_ids [P] (None: persons matched by index)."""
+        n = pose3d.shape[0]
+        if track_ids is None:
+            if n != self._count:
+                self.reset()
+            self._count = n
+            ids = list(range(n))
+        else:
+            ids = [int(i) for i in track_ids]
+            if len(set(ids)) != n:
+                raise ValueError(f"track ids must be unique per frame, got {ids}")
+        if n == 0:
             return pose3d
-        return self.filter(pose3d, t)
+        out = np.empty(pose3d.shape, np.float32)
+        for k, tid in enumerate(ids):
+            f = self.filters.get(tid)
+            if f is None:
+                f = self.filters[tid] = OneEuroFilter(self.min_cutoff, self.beta)
+            out[k] = f(pose3d[k], t)
+            self._seen[tid] = t
+        if track_ids is not None:  # bound the state when an end was missed (frames dropped by a live queue)
+            self.drop([i for i, s in self._seen.items() if t - s > self.max_idle_s])
+        return out

@@ -1,6 +1,7 @@
 """The streaming temporal stage of hipart-run: a ring buffer of the last T hierarchical frames -> video lifter.
 
-Per person (tracked by detector index, like the smoother) the stage keeps the last T frames of
+Per person (per track id when the frames are tracked, `edge.tracking`; else by detector index, like the smoother)
+the stage keeps the last T frames of
 [x_s, dense, fine] (normalised, [161, 2]; x_s alone for a 17-point model) and their per-frame tokens
 (`TemporalLifter.frame_tokens`, computed once per frame), and replaces the per-frame 3D pose by the temporal one:
 
@@ -8,15 +9,20 @@ Per person (tracked by detector index, like the smoother) the stage keeps the la
 - centred: the output is the window's centre (T // 2): the 3D pose shown lags T - 1 - T // 2 frames (HUD says so);
 - seq2seq (files only): frames are held until T are collected (or the stream breaks), then lifted in one call.
 
-Warm-up: at the start, and after every discontinuity (person count change, a frame without a result, time going
-backwards or jumping by more than `max_gap_s`), the buffer is refilled with copies of the current frame.
+Warm-up: at the start, and after every discontinuity (time going backwards or jumping by more than `max_gap_s`;
+untracked: also a person count change or a frame without a result), the buffer is refilled with copies of the
+current frame. Tracked: one buffer per track (all persons of a frame lifted in one model call), started at the
+track's first frame, dropped when the track ends (or is unseen for `max_gap_s`); a track's output equals running
+the stage on that person alone. A frame flagged `restart` (stateless sources: independent images) drops every
+buffer first. seq2seq holds chunks over one set of persons: a chunk breaks when the set of track ids changes
+(untracked: the person count), so several tracked persons work as long as they stay together.
 """
 
 from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -70,14 +76,20 @@ class TemporalStage:
             "seq2seq": f"temporal seq2seq T={self.frames}",
         }[mode]
         self.resets = 0
-        self._held: list = []  # seq2seq: items waiting for their chunk
+        self._held: list = []  # seq2seq: (item, x, order) waiting for their chunk
         self.reset()
 
     def reset(self) -> None:
-        """Forget the buffered frames (the next frame starts a new warm-up)."""
-        self._x: np.ndarray | None = None  # [P, T, N, 2]
-        self._tokens: Any = None  # torch.Tensor [P, T, n, C]
-        self._t: float | None = None
+        """Forget the buffered frames of every track (the next frame starts a new warm-up)."""
+        self._tracks: dict[int, tuple[np.ndarray, Any, float]] = {}  # id -> x [T, N, 2], tokens [T, n, C], time
+        self._count: int | None = None  # untracked: the person count of the last frame
+        self._key: Any = None  # seq2seq: the persons of the held chunk (track ids, or the count)
+        self._t: float | None = None  # seq2seq: time of the last held frame
+
+    def drop_tracks(self, track_ids: Iterable[int]) -> None:
+        """Forget the buffers of these (ended) tracks."""
+        for i in track_ids:
+            self._tracks.pop(int(i), None)
 
     # -- one frame -------------------------------------------------------------------------------------
     def hierarchical_input(self, x_s: np.ndarray, dense: np.ndarray, fine: np.ndarray) -> np.ndarray:
@@ -91,27 +103,48 @@ class TemporalStage:
         """`hierarchical_input` for pixel keypoints: x_s made by the Estimator's input policy (`lift_input`)."""
         return self.hierarchical_input(lift_input(kpts_px, conf, width, height, self.min_conf), dense, fine)
 
-    def _continues(self, persons: int, t: float) -> bool:
-        return (self._x is not None and self._x.shape[0] == persons and self._t is not None
-                and self._t < t <= self._t + self.max_gap_s)  # fmt: skip
+    def _in_time(self, last: float | None, t: float) -> bool:
+        return last is not None and last < t <= last + self.max_gap_s
 
-    def step(self, x: np.ndarray, t: float) -> np.ndarray:
-        """Push frame x [P, N, 2] taken at time t (s); return the temporal 3D poses [P, 17, 3] (causal/centred)."""
+    def step(self, x: np.ndarray, t: float, track_ids: Sequence[int] | np.ndarray | None = None) -> np.ndarray:
+        """Push frame x [P, N, 2] taken at time t (s) for persons track_ids [P] (None: by index); return the
+        temporal 3D poses [P, 17, 3] (causal/centred)."""
         import torch
 
+        n = x.shape[0]
+        restarted = False
+        if track_ids is None:  # untracked: persons by index, every buffer restarts when the count changes
+            if n != self._count and self._tracks:
+                self._tracks.clear()
+                restarted = True
+            self._count = n
+            ids = list(range(n))
+        else:
+            ids = [int(i) for i in track_ids]
+            if len(set(ids)) != n:
+                raise ValueError(f"track ids must be unique per frame, got {ids}")
         with torch.no_grad():
             xt = torch.from_numpy(np.ascontiguousarray(x, np.float32))[:, None]  # [P, 1, N, 2]
-            tok = self.model.frame_tokens(xt)
-            if not self._continues(x.shape[0], t):
-                if self._x is not None:
-                    self.resets += 1
-                self._x = np.repeat(xt.numpy(), self.frames, axis=1)
-                self._tokens = tok.repeat(1, self.frames, 1, 1)
-            else:
-                self._x = np.concatenate([self._x[:, 1:], xt.numpy()], 1)
-                self._tokens = torch.cat([self._tokens[:, 1:], tok], 1)
-            self._t = t
-            out = self.model.forward_frame(torch.from_numpy(self._x), self.out_index, tokens=self._tokens)
+            tok = self.model.frame_tokens(xt)  # [P, 1, n, C]
+            xs, toks = [], []
+            for k, tid in enumerate(ids):
+                old = self._tracks.get(tid)
+                if old is None or not self._in_time(old[2], t):
+                    restarted |= old is not None
+                    bx = np.repeat(xt[k].numpy(), self.frames, axis=0)
+                    btok = tok[k].repeat(self.frames, 1, 1)
+                else:
+                    bx = np.concatenate([old[0][1:], xt[k].numpy()], 0)
+                    btok = torch.cat([old[1][1:], tok[k]], 0)
+                self._tracks[tid] = (bx, btok, t)
+                xs.append(bx)
+                toks.append(btok)
+            self.resets += restarted
+            if track_ids is not None:  # bound the state when an end was missed (frames dropped by a live queue)
+                self.drop_tracks([i for i, (_, _, s) in self._tracks.items() if not s <= t <= s + self.max_gap_s])
+            if n == 0:
+                return np.zeros((0, skeleton.NUM_JOINTS, 3), np.float32)
+            out = self.model.forward_frame(torch.from_numpy(np.stack(xs)), self.out_index, tokens=torch.stack(toks))
         return out.numpy().astype(np.float32)
 
     def lift_chunk(self, xs: list[np.ndarray]) -> list[np.ndarray]:
@@ -133,33 +166,50 @@ class TemporalStage:
             return self.hierarchical_input(item.x_s, res.dense, res.fine)
         return self.frame_input(item.kpts, item.conf, res.dense, res.fine, item.width, item.height)  # built by hand
 
+    @staticmethod
+    def _ids_of(item: FrameResult) -> np.ndarray | None:
+        ids = getattr(item, "track_ids", None)
+        if not getattr(item, "tracked", False) or ids is None or item.result is None or len(ids) != len(item.result):
+            return None
+        return np.asarray(ids, np.int64)
+
     def process(self, items: Iterable[FrameResult]) -> list[FrameResult]:
         """FrameResults (pipeline items) in frame order -> those whose 3D is final (all, except seq2seq's held)."""
         ready = []
         for item in items:
             t0 = time.perf_counter()
             x = self._x_of(item)
+            ids = self._ids_of(item) if x is not None else None
             if self.mode == "seq2seq":
-                ready += self._seq2seq(item, x)
-            elif x is None:
-                self.reset()
-                ready.append(item)
+                ready += self._seq2seq(item, x, ids)
             else:
-                item.result.pose3d = self.step(x, float(item.timestamp))
-                item.temporal = self.label
-                ready.append(item)
+                if getattr(item, "restart", False):
+                    self.reset()
+                else:
+                    self.drop_tracks(getattr(item, "ended_tracks", ()))
+                if x is None:
+                    if not getattr(item, "tracked", False) or item.status != "ok":  # tracked: nobody seen, go on
+                        self.reset()
+                    ready.append(item)
+                else:
+                    item.result.pose3d = self.step(x, float(item.timestamp), ids)
+                    item.temporal = self.label
+                    ready.append(item)
             item.timings["temporal"] = (time.perf_counter() - t0) * 1e3
         return ready
 
-    def _seq2seq(self, item: FrameResult, x: np.ndarray | None) -> list[FrameResult]:
+    def _seq2seq(self, item: FrameResult, x: np.ndarray | None, ids: np.ndarray | None) -> list[FrameResult]:
         out = []
-        if self._held and (x is None or not self._continues(x.shape[0], float(item.timestamp))):
+        t = float(item.timestamp)
+        order = np.argsort(ids, kind="stable") if ids is not None else None
+        key = None if x is None else (tuple(ids[order].tolist()) if ids is not None else x.shape[0])
+        restart = getattr(item, "restart", False)
+        if self._held and (x is None or restart or key != self._key or not self._in_time(self._t, t)):
             out += self.flush()
         if x is None:
             return out + [item]
-        self._held.append((item, x))
-        self._x = np.zeros((x.shape[0], 0))  # only the person count and time matter for continuity here
-        self._t = float(item.timestamp)
+        self._held.append((item, x if order is None else x[order], order))
+        self._key, self._t = key, t
         if len(self._held) == self.frames:
             out += self.flush()
         return out
@@ -168,15 +218,17 @@ class TemporalStage:
         """seq2seq: lift and release the held items (end of stream or a break in it); others: nothing held."""
         held, self._held = self._held, []
         if held:
-            poses = self.lift_chunk([x for _, x in held])
-            for (item, _), pose in zip(held, poses, strict=True):
+            poses = self.lift_chunk([x for _, x, _ in held])
+            for (item, _, order), pose in zip(held, poses, strict=True):
+                if order is not None:  # back from track-id order to the frame's person order
+                    pose = pose[np.argsort(order)]
                 item.result.pose3d = pose
                 item.temporal = self.label
         self.reset()
-        return [item for item, _ in held]
+        return [item for item, _, _ in held]
 
     def drop(self) -> list[FrameResult]:
         """Release the held items unchanged (their per-frame 3D) and reset: used after a failure."""
         held, self._held = self._held, []
         self.reset()
-        return [item for item, _ in held]
+        return [item for item, _, _ in held]

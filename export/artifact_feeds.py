@@ -25,6 +25,17 @@ def lift_points(model: HiPART, x_s: np.ndarray, batch: int = 256) -> np.ndarray:
 
 
 @torch.no_grad()
+def detokenize_feeds(model: HiPART, x_s: np.ndarray, batch: int = 256) -> dict[str, np.ndarray]:
+    """The token ids the model decodes for each pose (canonical order), as the step loop hands them to detokenize."""
+    qs, qd = [], []
+    for i in range(0, len(x_s), batch):
+        d = model.densify(torch.from_numpy(np.ascontiguousarray(x_s[i : i + batch], np.float32)))
+        qs.append(d["q_s"].numpy())
+        qd.append(d["q_d"].numpy())
+    return {"q_s": np.concatenate(qs), "q_d": np.concatenate(qd)}
+
+
+@torch.no_grad()
 def decode_step_feeds(model: HiPART, x_s: np.ndarray) -> list[dict[str, np.ndarray]]:
     """One feed dict per decode step (all poses as one batch), as a looping runtime would feed them."""
     step_graph = DecodeStepGraph(model).eval()
@@ -50,4 +61,6 @@ def feeds_for(model: HiPART, artifact: str, x_s: np.ndarray) -> Feeds:
         return {"points": lift_points(model, x_s)}
     if artifact == "decode_step":
         return decode_step_feeds(model, x_s)
+    if artifact == "detokenize":
+        return detokenize_feeds(model, x_s)
     raise ValueError(f"unknown artifact {artifact!r}")

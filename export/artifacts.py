@@ -1,7 +1,8 @@
-"""The four HiPART artifacts of docs/ARCHITECTURE.md §5: export each, then check it against PyTorch."""
+"""The HiPART artifacts of docs/ARCHITECTURE.md §5 (+ detokenize): export each, then check it against PyTorch."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,7 +12,15 @@ import onnx
 import torch
 
 from calib import onnx_metadata as md
-from export.hipart_graphs import DecodeStepGraph, DensifyGraph, HiPARTGraph, LiftGraph, empty_cache, run_step_loop
+from export.hipart_graphs import (
+    DecodeStepGraph,
+    DensifyGraph,
+    DetokenizeGraph,
+    HiPARTGraph,
+    LiftGraph,
+    empty_cache,
+    run_step_loop,
+)
 from export.onnx_export import DEFAULT_OPSET, GraphSpec, export_module, finalise
 from export.parity import ParityReport, compare_outputs, session
 from hipart import skeleton
@@ -48,6 +57,7 @@ SPECS: dict[str, GraphSpec] = {
         },
         unbatched=("step",),
     ),
+    "detokenize": GraphSpec("detokenize", {"q_s": Q_S, "q_d": Q_D}, {"dense": DENSE, "fine": FINE}),
     "lift": GraphSpec("lift", {"points": "concat(x_s, dense, fine) [B,161,2]"}, {"pose3d": POSE3D}),
     "hipart": GraphSpec(
         "hipart", {"x_s": X_S}, {"dense": DENSE, "fine": FINE, "pose3d": POSE3D, "q_s": Q_S, "q_d": Q_D}
@@ -81,6 +91,9 @@ def _graph_and_inputs(model: HiPART, name: str, batch: int = 2):
         return HiPARTGraph(model), (x,)
     if name == "lift":
         return LiftGraph(model), (torch.rand(batch, model.config.lifter.num_points, 2) * 2 - 1,)
+    if name == "detokenize":
+        f = parity_feeds(model, name, batch, 0)
+        return DetokenizeGraph(model), (torch.from_numpy(f["q_s"]), torch.from_numpy(f["q_d"]))
     k, v = empty_cache(gen, batch, x)
     zeros = torch.zeros(batch, dtype=torch.long)
     return DecodeStepGraph(model), (x, torch.tensor([1]), zeros, zeros[:, None].repeat(1, gen.r), k, v)
@@ -89,8 +102,29 @@ def _graph_and_inputs(model: HiPART, name: str, batch: int = 2):
 def export_artifact(model: HiPART, name: str, out_dir: str | Path, model_hash: str, opset: int = DEFAULT_OPSET) -> Path:
     """Export one of ARTIFACTS to out_dir/<name>.onnx (atomic)."""
     graph, inputs = _graph_and_inputs(model.eval(), name)
-    extra = {"decode_steps": str(model.generator.num_parts), "kv_slots": str(model.generator.max_len)}
-    return export_module(graph, inputs, SPECS[name], Path(out_dir) / f"{name}.onnx", model_hash, opset, extra=extra)
+    return export_module(graph, inputs, SPECS[name], Path(out_dir) / f"{name}.onnx", model_hash, opset,
+                         extra=runtime_metadata(model))  # fmt: skip
+
+
+def runtime_metadata(model: HiPART) -> dict[str, str]:
+    """What a torch-free runtime needs to loop decode_step and feed lift (`hipart.extra` of every artifact).
+
+    decode_steps / kv_slots; generation_order / inverse_order (JSON lists: step i predicts part order[i];
+    tokens[:, inverse_order] puts generation-order tokens back in canonical order); kv_cache (JSON
+    [layers, heads, slots, head_dim], the per-sample K/V cache shape); lifter_input (sparse | dense | hierarchy)
+    and lift_points (17 | 65 | 161).
+    """
+    gen = model.generator
+    c = gen.config
+    return {
+        "decode_steps": str(gen.num_parts),
+        "kv_slots": str(gen.max_len),
+        "generation_order": json.dumps([int(i) for i in gen.order.tolist()]),
+        "inverse_order": json.dumps([int(i) for i in gen.inv_order.tolist()]),
+        "kv_cache": json.dumps([c.gcsab_blocks, c.heads, gen.max_len, c.dim // c.heads]),
+        "lifter_input": model.config.lifter_input,
+        "lift_points": str(model.config.lifter.num_points),
+    }
 
 
 def densify_from_hipart(hipart_path: str | Path, out_dir: str | Path) -> Path:
@@ -116,16 +150,25 @@ def reference_outputs(model: HiPART, name: str, feeds: dict[str, np.ndarray]) ->
         if name == "decode_step":
             out = DecodeStepGraph(model)(*(torch.from_numpy(v) for v in feeds.values()))
             return {n: o.numpy() for n, o in zip(SPECS[name].outputs, out, strict=True)}
+        if name == "detokenize":
+            dense, fine = model.decode_tokens(torch.from_numpy(feeds["q_s"]), torch.from_numpy(feeds["q_d"]))
+            return {"dense": dense.numpy(), "fine": fine.numpy()}
         out = model(torch.from_numpy(feeds["x_s"]))
     return {n: out[n].numpy() for n in SPECS[name].outputs}
 
 
 def parity_feeds(model: HiPART, name: str, batch: int, seed: int) -> dict[str, np.ndarray]:
-    """Random inputs for an artifact (for decode_step: a random step and random caches)."""
+    """Random inputs for an artifact (for decode_step: a random step and random caches; detokenize: random ids)."""
     x = random_poses(batch, seed)
     if name in ("densify", "hipart"):
         return {"x_s": x}
     g = torch.Generator().manual_seed(seed)
+    if name == "detokenize":
+        tc = model.config.tokenizer
+        return {
+            "q_s": torch.randint(0, tc.sparse_codebook_size, (batch, tc.num_sparse), generator=g).numpy(),
+            "q_d": torch.randint(0, tc.dense_codebook_size, (batch, tc.num_dense), generator=g).numpy(),
+        }
     if name == "lift":
         return {"points": (torch.rand(batch, model.config.lifter.num_points, 2, generator=g) * 2 - 1).numpy()}
     gen = model.generator

@@ -98,6 +98,20 @@ class DecodeStepGraph(nn.Module):
         return q_s, q_d, ls, ld, torch.stack(k, 1), torch.stack(v, 1)
 
 
+class DetokenizeGraph(nn.Module):
+    """(q_s [B,16], q_d [B,48]) int64, canonical order -> (dense [B,48,2], fine [B,96,2]): the MSST decoders alone.
+
+    What follows a looping decode (decode_step.onnx x 16) to reach the points DensifyGraph gives.
+    """
+
+    def __init__(self, model: HiPART):
+        super().__init__()
+        self.tokenizer = model.tokenizer
+
+    def forward(self, q_s: torch.Tensor, q_d: torch.Tensor):
+        return self.tokenizer.decode(q_s, q_d)
+
+
 class LiftGraph(nn.Module):
     """[B, N, 2] hierarchical 2D points (x_s, dense, fine concatenated) -> pose3d [B, 17, 3]."""
 

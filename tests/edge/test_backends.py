@@ -338,3 +338,93 @@ def test_default_artifacts_folder_is_the_export_default(monkeypatch, tmp_path):
     assert default_artifacts_dir() == tmp_path
     ok, why = availability("onnxruntime")
     assert not ok and f"no manifest.json and no hipart.onnx (or densify.onnx + lift.onnx) in {tmp_path}" in why
+
+
+# --- onnxruntime "step" mode: decode_step looped in numpy + detokenize + lift (fast session start) ---
+
+
+def _export_set(model, out, names):
+    """Export `names` for `model` into `out` with a manifest (what `hipart-export --only ...` writes)."""
+    art = pytest.importorskip("export.artifacts", reason="export/ or its deps are not installed")
+    from hipart.checkpoint import model_hash
+
+    h = model_hash(model)
+    man = Manifest(out, model_hash=h, model_source="tiny test model")
+    for n in names:
+        man.add_file(art.export_artifact(model, n, out, h), artifact=n, kind="onnx", precision="fp32", model_hash=h)
+    man.write()
+    return out
+
+
+@pytest.fixture(scope="module")
+def step_folder(tiny_model, tmp_path_factory):
+    pytest.importorskip("onnxruntime")
+    return _export_set(tiny_model, tmp_path_factory.mktemp("ort_step"), ("decode_step", "detokenize", "lift", "hipart"))
+
+
+def test_onnxruntime_step_mode_matches_torch_and_hipart_mode(step_folder, torch_backend):
+    from edge.backends.onnxruntime_backend import OnnxRuntimeBackend
+
+    step = create_backend("onnxruntime", artifacts=step_folder, device="cpu", threads=1)
+    hip = OnnxRuntimeBackend(step_folder, device="cpu", threads=1, mode="hipart")
+    assert step.mode == "step" and hip.mode == "hipart"
+    assert set(step.info()["artifacts"]) == {"decode_step", "detokenize", "lift"} and step.info()["mode"] == "step"
+    for b in (1, 5):
+        x, conf = bench_inputs(b, seed=20 + b)
+        a, h, r = step.run(x, conf), hip.run(x, conf), torch_backend.run(x, conf)
+        np.testing.assert_array_equal(a.tokens, r.tokens)
+        np.testing.assert_array_equal(a.tokens, h.tokens)
+        for f in ("dense", "fine", "pose3d"):
+            np.testing.assert_allclose(getattr(a, f), getattr(r, f), atol=ATOL)
+            np.testing.assert_allclose(getattr(a, f), getattr(h, f), atol=1e-5)
+            assert getattr(a, f).dtype == np.float32
+        assert a.tokens.dtype == np.int64 and {"decode", "msst", "lift", "total"} <= set(a.timings)
+    assert step.artifact_hash == torch_backend.model_hash
+    assert len(step.infer(np.zeros((0, 17, 2), np.float32))) == 0
+
+
+def test_onnxruntime_mode_selection(step_folder, tmp_path, monkeypatch):
+    from edge.backends.onnxruntime_backend import MODE_ENV, find_artifacts, mode_of
+
+    monkeypatch.delenv(MODE_ENV, raising=False)
+    assert mode_of(find_artifacts(step_folder)) == "step"  # step set + hipart listed: step first
+    assert mode_of(find_artifacts(step_folder, mode="hipart")) == "hipart"
+    assert mode_of(find_artifacts(step_folder / "hipart.onnx")) == "hipart"
+    # the manifest lists hipart but not detokenize (an export older than detokenize): hipart, as before
+    man = json.loads((step_folder / "manifest.json").read_text())
+    old = tmp_path / "old"
+    old.mkdir()
+    for n in ("decode_step", "lift", "hipart"):
+        (old / f"{n}.onnx").write_bytes((step_folder / f"{n}.onnx").read_bytes())
+    man["artifacts"] = {k: v for k, v in man["artifacts"].items() if not k.startswith("detokenize")}
+    (old / "manifest.json").write_text(json.dumps(man))
+    assert mode_of(find_artifacts(old)) == "hipart"
+    with pytest.raises(BackendError, match="detokenize"):
+        find_artifacts(old, mode="step")
+    with pytest.raises(BackendError, match="unknown mode 'loop'"):
+        find_artifacts(old, mode="loop")
+    monkeypatch.setenv(MODE_ENV, "hipart")
+    assert create_backend("onnxruntime", artifacts=step_folder, device="cpu", threads=1).mode == "hipart"
+    monkeypatch.setenv(MODE_ENV, "step")
+    ok, why = availability("onnxruntime", old)
+    assert not ok and "detokenize" in why
+
+
+def test_onnxruntime_step_mode_sparse_lifter(tmp_path, one_torch_thread):
+    """lifter_input sparse: lift.onnx takes x_s alone; the step mode feeds it what the model's lifter expects."""
+    pytest.importorskip("onnxruntime")
+    from hipart.models.config import HiPARTConfig
+    from hipart.models.hipart import HiPART
+
+    torch.manual_seed(3)
+    model = HiPART(HiPARTConfig.tiny(lifter_input="sparse")).eval()
+    folder = _export_set(model, tmp_path, ("decode_step", "detokenize", "lift"))
+    be = create_backend("onnxruntime", artifacts=folder, device="cpu", threads=1)
+    x, _ = bench_inputs(3, seed=4)
+    res = be.infer(x)
+    ref = model(torch.from_numpy(x))
+    assert be.mode == "step"
+    np.testing.assert_array_equal(res.q_s, ref["q_s"].numpy())
+    np.testing.assert_array_equal(res.q_d, ref["q_d"].numpy())
+    np.testing.assert_allclose(res.pose3d, ref["pose3d"].numpy(), atol=ATOL)
+    np.testing.assert_allclose(res.fine, ref["fine"].numpy(), atol=ATOL)

@@ -64,14 +64,32 @@ def exported(tiny_model, tmp_path_factory) -> tuple[Path, str]:
     return out, h
 
 
+@pytest.fixture(scope="module")
+def exported_step(tiny_model, tmp_path_factory) -> tuple[Path, str]:
+    """The tiny model's decode_step + detokenize + lift with a manifest: the onnxruntime backend's "step" mode."""
+    pytest.importorskip("onnxruntime")
+    art = pytest.importorskip("export.artifacts", reason="export/ or its deps are not installed")
+    from hipart.checkpoint import model_hash
+
+    out = tmp_path_factory.mktemp("exported_step")
+    h = model_hash(tiny_model)
+    man = Manifest(out, model_hash=h, model_source="tiny test model")
+    for name in ("decode_step", "detokenize", "lift"):
+        man.add_file(art.export_artifact(tiny_model, name, out, h), artifact=name, kind="onnx", precision="fp32",
+                     model_hash=h)  # fmt: skip
+    man.write()
+    return out, h
+
+
 def _walk(persons: int = 2) -> tuple[np.ndarray, np.ndarray, int, int]:
     """Two frames of the bundled sample walk as two persons of one frame: kpts [2,17,2] px, conf [2,17], w, h."""
     d = np.load(sample_path())
     return d["keypoints"][:persons], d["conf"][:persons], int(d["width"]), int(d["height"])
 
 
-def test_estimator_on_onnxruntime_imports_no_torch(exported, tiny_model, tmp_path):
-    folder, h = exported
+@pytest.mark.parametrize("mode", ["hipart", "step"])
+def test_estimator_on_onnxruntime_imports_no_torch(mode, tiny_model, tmp_path, request):
+    folder, h = request.getfixturevalue("exported" if mode == "hipart" else "exported_step")
     out = tmp_path / "child.npz"
     r = _child(
         """
@@ -82,9 +100,10 @@ def test_estimator_on_onnxruntime_imports_no_torch(exported, tiny_model, tmp_pat
         from edge.sources import sample_path
         from export.manifest import ExpectedModel
 
-        folder, mhash, out = sys.argv[1:4]
+        folder, mhash, out, mode = sys.argv[1:5]
         backend = edge.create_backend("onnxruntime", artifacts=folder, device="cpu", threads=1,
                                       model_hash=mhash, expected=ExpectedModel(mhash, "the tiny model"))
+        assert backend.mode == mode, backend.mode
         d = np.load(sample_path())
         with edge.Estimator(backend) as est:
             res = est.from_keypoints(d["keypoints"][:2], d["conf"][:2], int(d["width"]), int(d["height"]))
@@ -96,7 +115,7 @@ def test_estimator_on_onnxruntime_imports_no_torch(exported, tiny_model, tmp_pat
         assert not leaked, leaked
         print("ok, no torch")
         """,
-        str(folder), h, str(out),
+        str(folder), h, str(out), mode,
     )  # fmt: skip
     assert r.returncode == 0 and "ok, no torch" in r.stdout, r.stdout + r.stderr
     # the same keypoints through the torch backend in this process: the torch-free path gives the same answer

@@ -29,16 +29,22 @@ def test_onnx_only_lift_with_check_trt(tmp_path, capsys):
 
 def test_int8_chain_without_tensorrt(tmp_path, capsys):
     out = tmp_path / "out"
-    args = ["--random-weights", "tiny", "--only", "lift,decode_step", "--int8", "--fp16", "--synthetic-calib",
-            "--calib-size", "48", "--fallback-trials", "2", "--no-parity", "--max-drift-mm", "1000",
-            "--min-token-agreement", "0", "--max-output-err", "1e9", "--out", str(out)]  # fmt: skip
+    args = ["--random-weights", "tiny", "--only", "lift,decode_step,detokenize", "--int8", "--fp16",
+            "--synthetic-calib", "--calib-size", "48", "--fallback-trials", "2", "--no-parity",
+            "--max-drift-mm", "1000", "--min-token-agreement", "0", "--max-output-err", "1e9",
+            "--out", str(out)]  # fmt: skip
     code = main(args)
     captured = capsys.readouterr()
     assert code == EXIT_OK, captured.err
     names = _files(out)
     for f in ("lift.onnx", "lift.fp16.onnx", "lift.int8.onnx", "calib_lift.npz",
-              "decode_step.onnx", "decode_step.fp16.onnx", "decode_step.int8.onnx"):  # fmt: skip
+              "decode_step.onnx", "decode_step.fp16.onnx", "decode_step.int8.onnx",
+              "detokenize.onnx", "detokenize.fp16.onnx", "detokenize.int8.onnx", "calib_detokenize.npz"):  # fmt: skip
         assert f in names
+    man = json.loads((out / "manifest.json").read_text())["artifacts"]
+    assert {"detokenize.fp32", "detokenize.fp16", "detokenize.int8"} <= set(man)
+    with np.load(out / "calib_detokenize.npz") as z:
+        assert z["q_s"].shape == (48, 16) and z["q_d"].shape == (48, 48) and z["q_s"].dtype == np.int64
     assert not [n for n in names if n.endswith(".tmp")]
     assert "engine step skipped: TensorRT is not installed" in captured.out
     assert "manifest.json" in names

@@ -1,8 +1,9 @@
-"""The four HiPART artifacts (tiny config, random weights): onnxruntime vs PyTorch parity and contracts."""
+"""The HiPART artifacts (tiny config, random weights): onnxruntime vs PyTorch parity and contracts."""
 
 from __future__ import annotations
 
 import collections
+import json
 
 import numpy as np
 import onnx
@@ -15,6 +16,7 @@ from export.artifacts import (
     check_artifact,
     densify_from_hipart,
     export_artifact,
+    ort_runner,
     random_poses,
     step_loop_tokens,
 )
@@ -43,7 +45,47 @@ def test_parity_batch_1_and_7_three_seeds(tiny, exported, name):
     rep = check_artifact(tiny, name, exported[name], batches=(1, 7), seeds=(0, 1, 2))
     assert all(rep.tokens_equal.values()), rep.tokens_equal
     assert rep.worst_rel <= 1e-4, rep.max_rel_err
-    assert set(rep.tokens_equal) == (set() if name == "lift" else {"q_s", "q_d"})
+    assert set(rep.tokens_equal) == (set() if name in ("lift", "detokenize") else {"q_s", "q_d"})
+
+
+def test_artifact_set():
+    assert ARTIFACTS == ("densify", "decode_step", "detokenize", "lift", "hipart")
+
+
+def test_step_loop_then_detokenize_reproduces_densify(tiny, exported):
+    """decode_step x 16 + detokenize (the onnxruntime backend's "step" mode) == hipart.onnx, tokens and points."""
+    x = random_poses(6, 11)
+    q_s, q_d = step_loop_tokens(tiny, exported["decode_step"], x)
+    got = ort_runner(exported["detokenize"])({"q_s": q_s, "q_d": q_d})
+    ref = ort_runner(exported["hipart"])({"x_s": x})
+    np.testing.assert_array_equal(q_s, ref["q_s"])
+    np.testing.assert_array_equal(q_d, ref["q_d"])
+    np.testing.assert_allclose(got["dense"], ref["dense"], atol=1e-5)
+    np.testing.assert_allclose(got["fine"], ref["fine"], atol=1e-5)
+
+
+def test_runtime_metadata_for_a_torch_free_loop(tiny, exported):
+    """Generation order, KV cache shape and lifter input travel in hipart.extra (the backend reads no torch)."""
+    gen = tiny.generator
+    for name in ("decode_step", "detokenize", "lift"):
+        extra = md.read(onnx.load(str(exported[name]))).extra
+        assert json.loads(extra["generation_order"]) == gen.order.tolist()
+        assert json.loads(extra["inverse_order"]) == gen.inv_order.tolist()
+        assert extra["lifter_input"] == tiny.config.lifter_input and extra["lift_points"] == "161"
+        assert int(extra["decode_steps"]) == gen.num_parts
+    step = onnx.load(str(exported["decode_step"]))
+    cache = [d.dim_value for d in next(i for i in step.graph.input if i.name == "past_k").type.tensor_type.shape.dim]
+    assert json.loads(md.read(step).extra["kv_cache"]) == cache[1:]
+
+
+def test_detokenize_feeds_are_the_models_tokens(tiny):
+    from export.artifact_feeds import feeds_for
+
+    x = random_poses(5, 3)
+    f = feeds_for(tiny, "detokenize", x)
+    ref = tiny(torch.from_numpy(x))
+    np.testing.assert_array_equal(f["q_s"], ref["q_s"].numpy())
+    np.testing.assert_array_equal(f["q_d"], ref["q_d"].numpy())
 
 
 def test_decode_step_loop_reproduces_generate(tiny, exported):
