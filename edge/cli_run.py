@@ -87,6 +87,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "never across the images of a folder)")
     p.add_argument("--track-max-age", type=positive_int, default=30, metavar="FRAMES",
                    help="frames an established track survives without a detection (default 30)")
+    p.add_argument("--intrinsics", metavar="F|fx,fy,cx,cy",
+                   help="camera intrinsics in pixels (a focal length alone puts the principal point at the image "
+                   "centre): each person's root is then placed in metric camera space (root_cam in the outputs); "
+                   "without them the 3D is root-relative and the outputs say so")
     p.add_argument("--smooth", action="store_true", help="One-Euro smoothing of the 3D output (causal; off by default)")
     p.add_argument(
         "--min-conf",

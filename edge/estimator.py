@@ -31,6 +31,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from edge.backends.base import Backend, Result
+from edge.camera_space import Intrinsics, root_translation
 from edge.detectors import Detections
 from edge.occlusion import DEFAULT_MIN_CONF, mask_low_confidence, sanitize_keypoints, usable_persons
 from edge.smoothing import PoseSmoother
@@ -103,6 +104,7 @@ class FrameResult:
     tracked: bool = False  # track_ids come from a tracker (else they are the person index)
     ended_tracks: tuple[int, ...] = ()  # tracks that ended at this frame: their per-track state is dropped
     restart: bool = False  # drop every per-track state before this frame (stateless sources: independent images)
+    intrinsics: Intrinsics | None = None  # camera intrinsics: each person's root is then placed in camera space
     timings: dict[str, float] = field(default_factory=dict)  # milliseconds per stage
 
     @property
@@ -123,12 +125,21 @@ class FrameResult:
     def __len__(self) -> int:
         return 0 if self.result is None else len(self.result)
 
+    @property
+    def root_cam(self) -> np.ndarray | None:
+        """[P,3] metres: each person's root (pelvis) in camera coordinates, from its 3D and 2D joints and the
+        intrinsics (edge/camera_space.py); None without intrinsics (the pose is then root-relative only)."""
+        if self.intrinsics is None or not len(self):
+            return None
+        return root_translation(self.pose3d, self.kpts, self.conf, self.intrinsics, min_conf=DEFAULT_MIN_CONF)
+
     def track_id(self, p: int) -> int:
         """Person p's track id (its index when the frame was not tracked)."""
         return int(self.track_ids[p]) if len(self.track_ids) > p else p
 
     def to_record(self) -> dict[str, Any]:
         """The JSON-serialisable record of this frame (the JSONL line; the NPZ journal entry)."""
+        roots = self.root_cam
         persons = [
             {
                 "id": p,
@@ -140,6 +151,7 @@ class FrameResult:
                 "pose_3d": _r(self.pose3d[p], 5),
                 "tokens": {"sparse": self.q_s[p].tolist(), "dense": self.q_d[p].tolist()},
             }
+            | ({"root_cam": None if not np.isfinite(roots[p]).all() else _r(roots[p], 4)} if roots is not None else {})
             for p in range(len(self))
         ]
         return {
@@ -148,6 +160,7 @@ class FrameResult:
             "status": self.status,
             "width": self.width,
             "height": self.height,
+            "space": "camera" if self.intrinsics is not None else "root-relative",
             "persons": persons,
             "dropped_persons": self.dropped_persons,
             "batch_frames": self.batch_frames,
@@ -167,11 +180,13 @@ class Estimator:
         smoothing: PoseSmoother | None = None,
         tracker: TrackerHook | None = None,
         stateless: bool = False,
+        intrinsics: Intrinsics | None = None,
     ):
         """`tracker`: stable track ids (None: the person index); `stateless`: every frame is an independent image."""
         self.backend, self.detector, self.temporal = backend, detector, temporal
         self.min_conf, self.smoothing = min_conf, smoothing
         self.tracker, self.stateless = tracker, stateless
+        self.intrinsics = intrinsics  # with them every person's root is placed in camera space (root_cam)
         self._count = 0
 
     # -- one frame ---------------------------------------------------------------------------------
@@ -244,6 +259,7 @@ class Estimator:
         out.dropped_persons = int((~keep).sum())
         out.kpts, out.conf = k[keep], c[keep]
         out.x_s = lift_input(out.kpts, out.conf, w, h, self.min_conf)
+        out.intrinsics = self.intrinsics
         self.track(out)
         return out
 

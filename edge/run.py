@@ -17,6 +17,7 @@ from typing import TextIO
 
 from edge.backends import BackendError, create_backend
 from edge.backends.registry import ARTIFACT_BACKENDS, expected_model, resolve_auto
+from edge.camera_space import Intrinsics
 from edge.detectors import DetectorError, create_detector
 from edge.estimator import Estimator
 from edge.occlusion import DEFAULT_MIN_CONF
@@ -56,6 +57,7 @@ class RunOptions:
     smooth: bool = False
     track: bool | None = None  # stable per-person track ids (norfair); None: on with a multi-person detector
     track_max_age: int = 30  # frames an established track survives without a detection
+    intrinsics: str | None = None  # 'F' or 'fx,fy,cx,cy' (px): persons' roots in camera space (edge/camera_space.py)
     min_conf: float = DEFAULT_MIN_CONF
     queue_size: int = 4
     max_frames: int | None = None
@@ -165,6 +167,15 @@ def build_estimator(
             f"WARNING: the {backend.name} artifacts were exported from model {art_hash}, but the "
             f"checkpoint in use is {loaded.model_hash}; 3D output follows the artifacts"
         )
+    intrinsics = None
+    if opts.intrinsics:
+        size = getattr(getattr(source, "inner", source), "width", None), getattr(
+            getattr(source, "inner", source), "height", None
+        )
+        try:
+            intrinsics = Intrinsics.parse(opts.intrinsics, *size)
+        except ValueError as e:
+            raise RunError(f"--intrinsics: {e} (for this source give fx,fy,cx,cy)") from None
     tracker = None
     track = opts.track if opts.track is not None else opts.detector in ("blazepose-multi", "onnx")
     inner = getattr(source, "inner", source)  # PacedSource wraps the real source
@@ -180,7 +191,7 @@ def build_estimator(
                 detector.close()
             raise RunError(f"--track: {e}") from None
     return Estimator(backend, detector, temporal, opts.min_conf, PoseSmoother() if opts.smooth else None,
-                     tracker=tracker, stateless=stateless)  # fmt: skip
+                     tracker=tracker, stateless=stateless, intrinsics=intrinsics)  # fmt: skip
 
 
 @dataclass

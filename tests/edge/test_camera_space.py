@@ -50,3 +50,26 @@ def test_intrinsics_parse():
     for bad in ("", "a,b", "1,2,3", "-5,5,1,1"):
         with pytest.raises(ValueError):
             Intrinsics.parse(bad, 640, 480)
+
+
+def test_hipart_run_places_the_clip_walker_in_camera_space(tmp_path, monkeypatch):
+    """--intrinsics with the bundled clip's K: root_cam within 10 % of the true depth; without: 'root-relative'."""
+    import json
+
+    from edge import cli_run
+    from edge.sources import sample_path
+
+    monkeypatch.setenv("HIPART_ARTIFACTS", str(tmp_path / "none"))
+    gt = np.load(sample_path(clip=True).with_name("sample_05_01_gt.npz"))
+    k = gt["K"]
+    out = tmp_path / "o.jsonl"
+    args = ["--source", "sample-clip", "--backend", "torch", "--max-frames", "12", "--quiet", "--poses", str(out)]
+    assert cli_run.main([*args, "--intrinsics", f"{k[0, 0]},{k[1, 1]},{k[0, 2]},{k[1, 2]}"]) == 0
+    recs = [json.loads(line) for line in open(out)]
+    assert all(r["space"] == "camera" for r in recs)
+    got = np.array([r["persons"][0]["root_cam"] for r in recs if r["persons"]])
+    true = gt["p3d_s"][[r["frame"] for r in recs if r["persons"]], 0]
+    assert len(got) >= 10 and np.mean(np.linalg.norm(got - true, axis=-1) / true[:, 2]) < 0.10
+    assert cli_run.main([*args[:-1], str(tmp_path / "p.jsonl")]) == 0
+    assert json.loads(open(tmp_path / "p.jsonl").readline())["space"] == "root-relative"
+    assert cli_run.main([*args, "--intrinsics", "nonsense"]) == 2
