@@ -35,7 +35,7 @@ def score(gt: dict, records: list[dict], min_height: float = 120.0, match_frac: 
     n_frames = min(len(records), len(x_gt))
     heights = x_gt[..., 1].max(-1) - x_gt[..., 1].min(-1)  # [F, P]
     tp = fp = fn = 0
-    err2d, pred3d, true3d = [], [], []
+    err2d, pred3d, true3d, who = [], [], [], []
     last_track: dict[int, int] = {}
     switches = matched = 0
     for f in range(n_frames):
@@ -53,13 +53,19 @@ def score(gt: dict, records: list[dict], min_height: float = 120.0, match_frac: 
             err2d.append(cost[r, c])
             pred3d.append(np.asarray(dets[r]["pose_3d"], np.float64))
             true3d.append(p_gt[f, c] - p_gt[f, c, :1])
+            who.append(c)
             tid = dets[r].get("track_id")
             if tid is not None and tid >= 0:
                 matched += 1
                 if c in last_track and last_track[c] != tid:
                     switches += 1
                 last_track[c] = tid
-    pred, true = np.stack(pred3d), np.stack(true3d)
+    pred, true, who_a = np.stack(pred3d), np.stack(true3d), np.asarray(who)
+    per_person = {
+        int(c): {"matched_frames": int((who_a == c).sum()),
+                 "mpjpe_mm": float(mpjpe(pred[who_a == c], true[who_a == c]).mean() * 1000)}
+        for c in np.unique(who_a)
+    }  # fmt: skip
     fps = [r.get("timings_ms", {}) for r in records]
     return {
         "frames": n_frames,
@@ -73,6 +79,7 @@ def score(gt: dict, records: list[dict], min_height: float = 120.0, match_frac: 
         "joint_err_px_mean": float(np.mean(err2d)),
         "mpjpe_mm": float(mpjpe(pred, true).mean() * 1000),
         "pa_mpjpe_mm": float(p_mpjpe(pred, true).mean() * 1000),
+        "per_person": per_person,
         "id_switches": switches,
         "id_switches_per_1000": switches / max(matched, 1) * 1000 if matched else None,
         "tracked_person_frames": matched,
@@ -86,10 +93,14 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--gt", type=Path, required=True, help="<clip>_gt.npz from hipart-data video --clip A,B[,C...]")
     p.add_argument("--poses", type=Path, required=True, help="hipart-run --poses JSONL of that clip")
     p.add_argument("--min-height", type=float, default=120.0, help="persons counted for recall (px, default 120)")
+    p.add_argument("--person", type=int, help="score against this ground-truth person only (a --solo render)")
     p.add_argument("--out", type=Path, help="write the scores as JSON here")
     a = p.parse_args(argv)
     with np.load(a.gt, allow_pickle=False) as z:
         gt = {k: z[k] for k in z.files}
+    if a.person is not None:
+        for k in ("x_s_px", "p3d_s"):
+            gt[k] = gt[k][:, a.person : a.person + 1]
     res = {"gt": str(a.gt), "poses": str(a.poses), **score(gt, load_records(a.poses), a.min_height)}
     print(json.dumps(res, indent=1))
     if a.out:

@@ -106,7 +106,8 @@ def cmd_video(a: argparse.Namespace) -> int:
     if len(clips) > 1:
         from hipart.data.render import render_multi_person_video
 
-        info = render_multi_person_video(a.bvh_dir, clips, a.out, seconds=a.seconds, seed=a.seed, spacing=a.spacing)
+        info = render_multi_person_video(a.bvh_dir, clips, a.out, seconds=a.seconds, seed=a.seed, spacing=a.spacing,
+                                         solo=a.solo)  # fmt: skip
     else:
         info = render_sample_video(a.bvh_dir, clips[0], a.out, seconds=a.seconds, seed=a.seed)
     print(json.dumps(info, indent=1))
@@ -156,6 +157,8 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--bvh-dir", required=True)
     v.add_argument("--clip", default="05_01", help="clip id, or several comma-separated for a multi-person video "
                    "(e.g. 05_01,08_02,13_03: bodies side by side, each moving as its clip, per-person ground truth)")
+    v.add_argument("--solo", type=int, metavar="I", help="multi-person: draw only person I (0-based; same camera and "
+                   "ground truth): the single-person baseline on the same body")
     v.add_argument("--spacing", type=positive_float, default=1.1, help="multi-person: metres between the bodies at "
                    "the start (default 1.1)")
     v.add_argument("--out", required=True, help="output stem: <out>.mp4 and <out>_gt.npz")

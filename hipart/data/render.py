@@ -209,11 +209,14 @@ def render_sample_video(bvh_dir: str | Path, clip_id: str, out_stem: str | Path,
 
 
 def render_multi_person_video(bvh_dir: str | Path, clip_ids: list[str], out_stem: str | Path, seconds: float = 5.0,
-                              seed: int = 0, size: int = 640, fps: int = 30, spacing: float = 1.1) -> dict:  # fmt: skip
+                              seed: int = 0, size: int = 640, fps: int = 30, spacing: float = 1.1,
+                              solo: int | None = None) -> dict:  # fmt: skip
     """Several Anny bodies (one per clip, each its own sampled shape and shirt colour) side by side, `spacing` m
     apart at the start, each moving as its clip does (so they may cross and occlude each other), rendered from one
     lab camera into <out>.mp4, with per-person ground truth in <out>_gt.npz: p3d_s [F, P, 17, 3] camera-frame
-    metres, x_s_px [F, P, 17, 2] pixels (and dense / fine), `ids` [P] (the clip of each person), K, R, t."""
+    metres, x_s_px [F, P, 17, 2] pixels (and dense / fine), `ids` [P] (the clip of each person), K, R, t.
+    `solo=i` draws only person i (same camera, same ground truth for all): the single-person baseline on the same
+    body and view."""
     from hipart.data import body_mesh as bm
     from hipart.data.cameras import make_cameras
     from hipart.data.coarsening import load_clusters
@@ -259,14 +262,15 @@ def render_multi_person_video(bvh_dir: str | Path, clip_ids: list[str], out_stem
     if not vw.isOpened():
         raise RuntimeError("OpenCV cannot write MP4 (mp4v) on this system")
     bg = _background(size, size)
-    all_cols = np.concatenate(colours)
     for fr in range(F):
-        verts = [bm.skin_vertices(tpl, p["rest"], _frame_pose(p["pose"], fr), 0) + s
-                 for p, s in zip(people, shifts, strict=True)]  # fmt: skip
+        drawn = range(n) if solo is None else [solo]
+        verts = [bm.skin_vertices(tpl, people[i]["rest"], _frame_pose(people[i]["pose"], fr), 0) + shifts[i]
+                 for i in drawn]  # fmt: skip
         nv = verts[0].shape[0]
-        all_faces = np.concatenate([tpl.faces + i * nv for i in range(n)])
+        all_faces = np.concatenate([tpl.faces + k * nv for k in range(len(verts))])
+        cols = np.concatenate([colours[i] for i in drawn])
         img = bg.copy()
-        rasterize(world_to_camera(np.concatenate(verts), R, t), all_faces, K, img, all_cols)  # one depth order
+        rasterize(world_to_camera(np.concatenate(verts), R, t), all_faces, K, img, cols)  # one depth order
         vw.write(img)
     vw.release()
     gt = {}
