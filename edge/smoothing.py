@@ -17,6 +17,8 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
+from edge.tracking import unique_ids
+
 
 def _alpha(cutoff: np.ndarray | float, dt: float) -> np.ndarray | float:
     tau = 1.0 / (2 * math.pi * cutoff)
@@ -90,9 +92,7 @@ class PoseSmoother:
             self._count = n
             ids = list(range(n))
         else:
-            ids = [int(i) for i in track_ids]
-            if len(set(ids)) != n:
-                raise ValueError(f"track ids must be unique per frame, got {ids}")
+            ids = unique_ids(track_ids, n)
         if n == 0:
             return pose3d
         out = np.empty(pose3d.shape, np.float32)

@@ -30,6 +30,7 @@ import numpy as np
 
 from edge.estimator import FrameResult, lift_input
 from edge.occlusion import DEFAULT_MIN_CONF
+from edge.tracking import unique_ids
 from hipart import skeleton
 
 if TYPE_CHECKING:
@@ -120,9 +121,7 @@ class TemporalStage:
             self._count = n
             ids = list(range(n))
         else:
-            ids = [int(i) for i in track_ids]
-            if len(set(ids)) != n:
-                raise ValueError(f"track ids must be unique per frame, got {ids}")
+            ids = unique_ids(track_ids, n)
         with torch.no_grad():
             xt = torch.from_numpy(np.ascontiguousarray(x, np.float32))[:, None]  # [P, 1, N, 2]
             tok = self.model.frame_tokens(xt)  # [P, 1, n, C]

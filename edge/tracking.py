@@ -44,6 +44,14 @@ DEFAULT_MAX_AGE = 30  # frames an established track survives without a detection
 DEFAULT_DISTANCE = 0.5  # mean joint distance / person size above which a detection cannot match a track
 
 
+def unique_ids(track_ids: Any, n: int) -> list[int]:
+    """A frame's track ids as ints, checked unique (per-track state is keyed by them); ValueError otherwise."""
+    ids = [int(i) for i in track_ids]
+    if len(ids) != n or len(set(ids)) != n:
+        raise ValueError(f"track ids must be unique per frame, one per person ({n}), got {ids}")
+    return ids
+
+
 def _norfair() -> Any:
     try:
         import norfair

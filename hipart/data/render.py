@@ -156,6 +156,26 @@ def show_samples(root: str | Path, out_dir: str | Path, n: int = 4, split: str =
     return paths
 
 
+def _framing(uv: np.ndarray, size: int, fill: float) -> np.ndarray:
+    """Intrinsics K that frame normalised image points uv [..., 2] (x/z, y/z) in a size x size image, the larger
+    extent (width counted at 0.8) filling `fill` of it, centred."""
+    ext = max(float(np.ptp(uv[..., 1])), float(np.ptp(uv[..., 0])) * 0.8)
+    f = fill * size / max(ext, 1e-6)
+    mid = 0.5 * (uv.reshape(-1, 2).min(0) + uv.reshape(-1, 2).max(0))
+    return np.array([[f, 0, size / 2 - f * mid[0]], [0, f, size / 2 - f * mid[1]], [0, 0, 1.0]])
+
+
+def _mp4_writer(out_stem: str | Path, fps: int, size: int) -> tuple[Path, Path, cv2.VideoWriter]:
+    """(stem, <stem>.mp4, an open OpenCV mp4v writer) for a square video; RuntimeError when OpenCV cannot."""
+    out = Path(out_stem)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    mp4 = out.with_suffix(".mp4")
+    vw = cv2.VideoWriter(str(mp4), cv2.VideoWriter_fourcc(*"mp4v"), fps, (size, size))
+    if not vw.isOpened():
+        raise RuntimeError("OpenCV cannot write MP4 (mp4v) on this system")
+    return out, mp4, vw
+
+
 def render_sample_video(bvh_dir: str | Path, clip_id: str, out_stem: str | Path, seconds: float = 8.0,
                         seed: int = 0, size: int = 640, fps: int = 30) -> dict:  # fmt: skip
     """Render the Anny mesh performing a clip (lab camera 0 of the build) to <out>.mp4 with its 3D/2D ground
@@ -178,17 +198,9 @@ def render_sample_video(bvh_dir: str | Path, clip_id: str, out_stem: str | Path,
     # same viewpoint as the build's lab camera 0, focal chosen so that the body fills ~60 % of the frame
     Xc = world_to_camera(r["fine"][:F], R, t)
     uv = Xc[..., :2] / Xc[..., 2:3]
-    ext = max(float(np.ptp(uv[..., 1])), float(np.ptp(uv[..., 0])) * 0.8)
-    f = 0.6 * size / max(ext, 1e-6)
-    mid = 0.5 * (uv.reshape(-1, 2).min(0) + uv.reshape(-1, 2).max(0))
-    K = np.array([[f, 0, size / 2 - f * mid[0]], [0, f, size / 2 - f * mid[1]], [0, 0, 1.0]])
+    K = _framing(uv, size, 0.6)
     cols = part_face_colours(tpl.faces, cl.fine_of_vertex)
-    out = Path(out_stem)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    mp4 = out.with_suffix(".mp4")
-    vw = cv2.VideoWriter(str(mp4), cv2.VideoWriter_fourcc(*"mp4v"), fps, (size, size))
-    if not vw.isOpened():
-        raise RuntimeError("OpenCV cannot write MP4 (mp4v) on this system")
+    out, mp4, vw = _mp4_writer(out_stem, fps, size)
     bg = _background(size, size)
     # floor: a darker band below the feet's image row is drawn by the gradient; no extra geometry
     for f in range(F):
@@ -242,10 +254,7 @@ def render_multi_person_video(bvh_dir: str | Path, clip_ids: list[str], out_stem
     fine = np.stack([p["fine"][:F] + s for p, s in zip(people, shifts, strict=True)], 1)  # [F, P, 96, 3]
     uv = world_to_camera(fine, R, t)
     uv = uv[..., :2] / uv[..., 2:3]
-    ext = max(float(np.ptp(uv[..., 1])), float(np.ptp(uv[..., 0])) * 0.8)
-    f = 0.85 * size / max(ext, 1e-6)
-    mid = 0.5 * (uv.reshape(-1, 2).min(0) + uv.reshape(-1, 2).max(0))
-    K = np.array([[f, 0, size / 2 - f * mid[0]], [0, f, size / 2 - f * mid[1]], [0, 0, 1.0]])
+    K = _framing(uv, size, 0.85)
     tpl = bm.body_template()
     cl = load_clusters()
     base = part_face_colours(tpl.faces, cl.fine_of_vertex)
@@ -255,12 +264,7 @@ def render_multi_person_video(bvh_dir: str | Path, clip_ids: list[str], out_stem
         c = base.copy()
         c[np.all(base == np.asarray(_SHIRT, base.dtype), axis=1)] = shirts[i]  # a shirt colour per person
         colours.append(c)
-    out = Path(out_stem)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    mp4 = out.with_suffix(".mp4")
-    vw = cv2.VideoWriter(str(mp4), cv2.VideoWriter_fourcc(*"mp4v"), fps, (size, size))
-    if not vw.isOpened():
-        raise RuntimeError("OpenCV cannot write MP4 (mp4v) on this system")
+    out, mp4, vw = _mp4_writer(out_stem, fps, size)
     bg = _background(size, size)
     for fr in range(F):
         drawn = range(n) if solo is None else [solo]
