@@ -9,7 +9,7 @@ from pathlib import Path
 
 from edge.backends import BACKENDS
 from hipart.cli.arg_types import add_model_flags, device_name, non_negative_int, positive_float, positive_int
-from hipart.cli.guard import exit_codes
+from hipart.cli.guard import exit_codes, interruptible
 
 EXIT_CODES = exit_codes({
     0: "every requested backend that can run here was timed (the others are listed with the reason)",
@@ -71,11 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point: prints the Markdown table; exit codes in EXIT_CODES."""
-    try:
-        return _main(argv)
-    except KeyboardInterrupt:
-        print("\nhipart-bench: interrupted", file=sys.stderr)
-        return 130
+    return interruptible("hipart-bench", lambda: _main(argv))
 
 
 def _main(argv: list[str] | None) -> int:

@@ -20,7 +20,7 @@ from hipart.cli.arg_types import (
     positive_float,
     positive_int,
 )
-from hipart.cli.guard import Terminated, install_stop_handlers
+from hipart.cli.guard import interruptible
 
 EXIT_CODES = """exit codes:
   0    finished; every output complete
@@ -137,16 +137,8 @@ def _recover(path: str) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point; exit codes in EXIT_CODES (0 ok, 1 stopped by an error, 2 cannot start, 128+N signal N)."""
-    install_stop_handlers()
-    try:
-        return _main(argv)
-    except KeyboardInterrupt:
-        print("hipart-run: interrupted before the pipeline started; no output written", file=sys.stderr)
-        return 128 + signal.SIGINT
-    except Terminated as s:
-        print(f"hipart-run: {signal.Signals(s.signum).name} before the pipeline started; no output written",
-              file=sys.stderr)  # fmt: skip
-        return 128 + s.signum
+    # the pipeline installs its own handlers (drain and close); these cover the time before and after it
+    return interruptible("hipart-run", lambda: _main(argv), " before the pipeline started; no output written")
 
 
 def _main(argv: list[str] | None) -> int:

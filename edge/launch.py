@@ -8,29 +8,22 @@ standard library and hipart.cli.guard before the command's own module.
 from __future__ import annotations
 
 import importlib
-import signal
-import sys
 from collections.abc import Callable
 
-from hipart.cli.guard import Terminated, install_stop_handlers
+from hipart.cli.guard import interruptible
 
 
 def launch(module: str, prog: str, prepare: Callable[[], None] | None = None) -> int:
     """Import `module` and return its main()'s exit code; a stop signal during the import is a one-line exit.
 
     `prepare()` runs first, inside the same guard (optional set-up such as the fused quantiser kernel)."""
-    install_stop_handlers()
-    try:
+
+    def run() -> int:
         if prepare is not None:
             prepare()
-        main = importlib.import_module(module).main
-    except KeyboardInterrupt:
-        print(f"\n{prog}: interrupted (Ctrl-C) while starting", file=sys.stderr)
-        return 128 + signal.SIGINT
-    except Terminated as t:
-        print(f"\n{prog}: stopped by {signal.Signals(t.signum).name} while starting", file=sys.stderr)
-        return 128 + t.signum
-    return main()
+        return importlib.import_module(module).main()  # each main guards its own run with `interruptible`
+
+    return interruptible(prog, run, " while starting")
 
 
 def hipart_run() -> int:

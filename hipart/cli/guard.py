@@ -58,16 +58,17 @@ def install_stop_handlers() -> None:
             signal.signal(getattr(signal, name), _raise_terminated)
 
 
-def interruptible(prog: str, main: Callable[[], int]) -> int:
-    """main() with Ctrl-C -> exit 130 and SIGTERM / SIGHUP -> 128+N, each a one-line message, never a traceback."""
+def interruptible(prog: str, main: Callable[[], int], when: str = "") -> int:
+    """main() with Ctrl-C -> exit 130 and SIGTERM / SIGHUP -> 128+N, each a one-line message (`when` appended, e.g.
+    " while starting"), never a traceback."""
     import signal
 
     install_stop_handlers()
     try:
         return main()
     except KeyboardInterrupt:
-        print(f"\n{prog}: interrupted (Ctrl-C)", file=sys.stderr)
-        return 130
+        print(f"\n{prog}: interrupted (Ctrl-C){when}", file=sys.stderr)
+        return 128 + signal.SIGINT
     except Terminated as t:
-        print(f"\n{prog}: stopped by {signal.Signals(t.signum).name}", file=sys.stderr)
+        print(f"\n{prog}: stopped by {signal.Signals(t.signum).name}{when}", file=sys.stderr)
         return 128 + t.signum
