@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import math
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 from hipart.atomic_write import OutputDirError, ensure_writable_file
@@ -26,37 +27,30 @@ def positive_int(text: str) -> int:
     return _whole(text, 1)
 
 
-def positive_float(text: str) -> float:
-    """argparse type: a finite number > 0."""
+def _number(text: str, ok: Callable[[float], bool], expected: str, must: str) -> float:
+    """A float for which ok(v) holds, else ArgumentTypeError ('expected <expected>' / 'must be <must>')."""
     try:
         v = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}") from None
-    if not math.isfinite(v) or v <= 0:
-        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
+    if not ok(v):  # a nan fails every check
+        raise argparse.ArgumentTypeError(f"must be {must}, got {text}")
     return v
+
+
+def positive_float(text: str) -> float:
+    """argparse type: a finite number > 0."""
+    return _number(text, lambda v: math.isfinite(v) and v > 0, "a number > 0", "a finite number > 0")
 
 
 def non_negative_float(text: str) -> float:
     """argparse type: a finite number >= 0."""
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
-    if not math.isfinite(v) or v < 0:
-        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
-    return v
+    return _number(text, lambda v: math.isfinite(v) and v >= 0, "a number >= 0", "a finite number >= 0")
 
 
 def confidence(text: str) -> float:
     """argparse type: a confidence threshold in [0, 1]."""
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {text!r}") from None
-    if not 0.0 <= v <= 1.0:  # also refuses nan
-        raise argparse.ArgumentTypeError(f"must be in [0, 1] (detector scores), got {text}")
-    return v
+    return _number(text, lambda v: 0.0 <= v <= 1.0, "a number in [0, 1]", "in [0, 1] (detector scores)")
 
 
 def non_negative_int(text: str) -> int:
