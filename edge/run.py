@@ -24,7 +24,7 @@ from edge.occlusion import DEFAULT_MIN_CONF
 from edge.pipeline import Item, Pipeline, RunStats
 from edge.sinks import Sink, SinkError, open_sink
 from edge.smoothing import PoseSmoother
-from edge.sources import ImageFolderSource, PacedSource, Source, SourceError, open_source
+from edge.sources import PacedSource, Source, SourceError, open_source
 from edge.temporal import TemporalStage, load_temporal
 from edge.visualize import render_frame
 from edge.weights import LoadedModel, bundled_reference, load_model
@@ -128,6 +128,21 @@ def build_estimator(
     temporal = _temporal_stage(opts)
     if temporal is not None and temporal.mode == "seq2seq" and source is not None and source.live:
         raise RunError("--temporal-mode seq2seq needs a file source (it waits for T frames); use causal or centred")
+    intrinsics = None
+    if opts.intrinsics:
+        try:
+            intrinsics = Intrinsics.parse(opts.intrinsics, *((source.width, source.height) if source else (None, None)))
+        except ValueError as e:
+            raise RunError(f"--intrinsics: {e} (for this source give fx,fy,cx,cy)") from None
+    stateless = source is not None and source.independent_frames  # nothing carried from one image to the next
+    tracker = None
+    if (opts.track if opts.track is not None else opts.detector in ("blazepose-multi", "onnx")) and not stateless:
+        from edge.tracking import PersonTracker
+
+        try:
+            tracker = PersonTracker(opts.track_max_age, min_conf=opts.min_conf)
+        except (ImportError, ValueError) as e:
+            raise RunError(f"--track: {e}") from None
     name = opts.backend
     expected = expected_model(loaded)  # artifacts must come from the checkpoint / bundled model in use
     if name == "auto":
@@ -167,29 +182,6 @@ def build_estimator(
             f"WARNING: the {backend.name} artifacts were exported from model {art_hash}, but the "
             f"checkpoint in use is {loaded.model_hash}; 3D output follows the artifacts"
         )
-    intrinsics = None
-    if opts.intrinsics:
-        size = getattr(getattr(source, "inner", source), "width", None), getattr(
-            getattr(source, "inner", source), "height", None
-        )
-        try:
-            intrinsics = Intrinsics.parse(opts.intrinsics, *size)
-        except ValueError as e:
-            raise RunError(f"--intrinsics: {e} (for this source give fx,fy,cx,cy)") from None
-    tracker = None
-    track = opts.track if opts.track is not None else opts.detector in ("blazepose-multi", "onnx")
-    inner = getattr(source, "inner", source)  # PacedSource wraps the real source
-    stateless = isinstance(inner, ImageFolderSource)  # independent images: nothing carried from one to the next
-    if track and not stateless:
-        from edge.tracking import PersonTracker
-
-        try:
-            tracker = PersonTracker(opts.track_max_age, min_conf=opts.min_conf)
-        except (ImportError, ValueError) as e:
-            backend.close()
-            if detector is not None:
-                detector.close()
-            raise RunError(f"--track: {e}") from None
     return Estimator(backend, detector, temporal, opts.min_conf, PoseSmoother() if opts.smooth else None,
                      tracker=tracker, stateless=stateless, intrinsics=intrinsics)  # fmt: skip
 

@@ -56,8 +56,11 @@ class Source:
 
     live = False
     provides_keypoints = False  # frames carry 2D keypoints, so no detector is needed
+    independent_frames = False  # frames are unrelated images: no per-person state may cross from one to the next
     fps: float | None = None
     total: int | None = None  # number of frames when known
+    width: int | None = None  # frame size when the whole source has one
+    height: int | None = None
 
     def __init__(self, name: str):
         self.name = name
@@ -136,6 +139,8 @@ class VideoFileSource(Source):
 class ImageFolderSource(Source):
     """Images of a folder in name order; an unreadable image yields a 'corrupt' frame (kept in the count)."""
 
+    independent_frames = True
+
     def __init__(self, folder: str | os.PathLike, fps: float = 30.0, loop: bool = False):
         super().__init__(str(folder))
         self.files = sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
@@ -190,7 +195,8 @@ class PacedSource(Source):
         super().__init__(f"{inner.name} (paced)")
         self.inner, self.clock, self.sleep = inner, clock, sleep
         self.fps = float(fps or inner.fps or 30.0)
-        self.provides_keypoints = inner.provides_keypoints
+        self.provides_keypoints, self.independent_frames = inner.provides_keypoints, inner.independent_frames
+        self.width, self.height = inner.width, inner.height
         self.total = None
         self.skipped = 0
         self._t0: float | None = None
