@@ -132,7 +132,13 @@ class JsonlSink(Sink):
             raise SinkError(f"finishing {self.path} failed: {_reason(e)}") from None
 
 
-NPZ_PERSON_FIELDS = ("keypoints_2d", "confidence", "dense_2d", "fine_2d", "pose_3d")
+NPZ_PERSON_SHAPES = {  # per-person record field -> its array shape in the .npz (rows stacked over the run)
+    "keypoints_2d": (17, 2),
+    "confidence": (17,),
+    "dense_2d": (48, 2),
+    "fine_2d": (96, 2),
+    "pose_3d": (17, 3),
+}
 
 
 class NpzSink(Sink):
@@ -149,14 +155,12 @@ class NpzSink(Sink):
         self.path = check_writable(path)
         self.journal = JsonlSink(journal_path(self.path))
         self.count = 0
-        self.recovered: Path | None = None
 
     def start(self) -> None:
         """Recover a stale journal (earlier killed run), then create the journal."""
         if self.journal.path.exists() and self.journal.closed:
             target = self.path.with_name(self.path.stem + ".recovered.npz")
             _, n = recover_npz(self.path, target)
-            self.recovered = target
             log.warning("%s: an earlier run was killed; its %d frames were recovered into %s", self.path, n, target)
         self.journal.start()
         self._open = True
@@ -189,9 +193,9 @@ def journal_path(npz: str | os.PathLike) -> Path:
     return p.with_name(p.name + JOURNAL_SUFFIX)
 
 
-def read_journal(journal: str | os.PathLike) -> tuple[list[dict[str, Any]], bool]:
-    """Every whole record of a JSONL journal, and whether a half-written last line was skipped."""
-    records, partial = [], False
+def read_journal(journal: str | os.PathLike) -> list[dict[str, Any]]:
+    """Every whole record of a JSONL journal (a half-written last line, the one in flight at a kill, is skipped)."""
+    records = []
     with open(journal, encoding="utf-8", errors="replace") as f:
         lines = f.read().split("\n")
     for i, line in enumerate(lines):
@@ -201,10 +205,9 @@ def read_journal(journal: str | os.PathLike) -> tuple[list[dict[str, Any]], bool
             records.append(json.loads(line))
         except json.JSONDecodeError:
             if i == len(lines) - 1:  # the line in flight when the run was killed
-                partial = True
                 continue
             raise SinkError(f"{journal}: line {i + 1} is not a JSON record; not a hipart-run journal") from None
-    return records, partial
+    return records
 
 
 def recover_npz(npz: str | os.PathLike, target: str | os.PathLike | None = None) -> tuple[Path, int]:
@@ -217,7 +220,7 @@ def recover_npz(npz: str | os.PathLike, target: str | os.PathLike | None = None)
     if not journal.is_file():
         raise SinkError(f"no journal {journal} to recover (the run finished, or wrote no .npz)")
     try:
-        records, _ = read_journal(journal)
+        records = read_journal(journal)
         arrays = _npz_arrays(records)
     except (OSError, KeyError, TypeError, ValueError) as e:
         raise SinkError(f"{journal}: not a readable hipart-run journal ({type(e).__name__}: {e})") from None
@@ -234,19 +237,10 @@ def recover_npz(npz: str | os.PathLike, target: str | os.PathLike | None = None)
     return out, len(records)
 
 
-_NPZ_SHAPES = {
-    "keypoints_2d": (17, 2),
-    "confidence": (17,),
-    "dense_2d": (48, 2),
-    "fine_2d": (96, 2),
-    "pose_3d": (17, 3),
-}
-
-
 def _npz_arrays(records: list[dict[str, Any]]) -> dict[str, np.ndarray]:
     """The .npz arrays of a list of frame records."""
     frames, stamps, status, person_frame, track_id = [], [], [], [], []
-    cols: dict[str, list] = {k: [] for k in NPZ_PERSON_FIELDS}
+    cols: dict[str, list] = {k: [] for k in NPZ_PERSON_SHAPES}
     tok_s, tok_d = [], []
     for r in records:
         frames.append(r["frame"])
@@ -255,11 +249,11 @@ def _npz_arrays(records: list[dict[str, Any]]) -> dict[str, np.ndarray]:
         for i, person in enumerate(r["persons"]):
             person_frame.append(r["frame"])
             track_id.append(person.get("track_id", i))  # journals from before tracking: the index
-            for k in NPZ_PERSON_FIELDS:
+            for k in NPZ_PERSON_SHAPES:
                 cols[k].append(person[k])
             tok_s.append(person["tokens"]["sparse"])
             tok_d.append(person["tokens"]["dense"])
-    arrays = {k: np.asarray(v, np.float32).reshape(-1, *_NPZ_SHAPES[k]) for k, v in cols.items()}
+    arrays = {k: np.asarray(v, np.float32).reshape(-1, *NPZ_PERSON_SHAPES[k]) for k, v in cols.items()}
     arrays.update(
         frame=np.asarray(frames, np.int64),
         timestamp=np.asarray(stamps, np.float64),
@@ -280,10 +274,11 @@ class VideoSink(Sink):
     first frame (later frames are resized). A write error (disk full) raises SinkError.
     """
 
+    _FRAGMENTED = {"movflags": "frag_keyframe+empty_moov+default_base_moof"}  # an index per fragment, none at the end
     FORMATS = {  # extension -> (container, codec, container options)
-        ".mp4": ("mp4", "libx264", {"movflags": "frag_keyframe+empty_moov+default_base_moof"}),
-        ".m4v": ("mp4", "libx264", {"movflags": "frag_keyframe+empty_moov+default_base_moof"}),
-        ".mov": ("mov", "libx264", {"movflags": "frag_keyframe+empty_moov+default_base_moof"}),
+        ".mp4": ("mp4", "libx264", _FRAGMENTED),
+        ".m4v": ("mp4", "libx264", _FRAGMENTED),
+        ".mov": ("mov", "libx264", _FRAGMENTED),
         ".mkv": ("matroska", "libx264", {}),
         ".avi": ("avi", "mjpeg", {}),
     }
