@@ -303,10 +303,12 @@ class _StepLoop:
         self.r = _static_dims(ins["prev_q_d"])[0]
         self.lift_input = self.lift.get_inputs()[0].name
         self.lift_n = _static_dims(self.lift.get_inputs()[0])[0]
-        want = {"sparse": 17, "dense": 65, "hierarchy": 161}.get(meta.get("lifter_input", ""))
+        want = int(meta["lift_points"]) if str(meta.get("lift_points", "")).isdigit() else None  # as exported
         if want is not None and want != self.lift_n:
-            raise BackendError(f"onnxruntime backend: {files['lift']} takes {self.lift_n} points but the model's "
-                               f"lifter_input is {meta['lifter_input']} ({want}); re-run `hipart-export`")  # fmt: skip
+            raise BackendError(
+                f"onnxruntime backend: {files['lift']} takes {self.lift_n} points but the model's lifter_input is "
+                f"{meta.get('lifter_input')} ({want}); re-run `hipart-export`"
+            )
         self.decode_out = ["q_s", "q_d", "present_k", "present_v"]
 
     def tokens(self, x_s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
