@@ -408,8 +408,8 @@ def summary(stats: RunStats, opts: RunOptions) -> str:
         lines.append("hipart breakdown (ms): " + ", ".join(f"{k} {v:.1f}" for k, v in sub.items()))
     lines += [f"event: {e}" for e in stats.events]
     outs = ([opts.save] if opts.save else []) + list(opts.poses)
-    failed = {str(Path(o).expanduser()): o for o in outs}
-    bad = [f"{failed.get(p, p)} ({why})" for p, why in stats.outputs_failed.items()]
+    as_given = {str(Path(o).expanduser()): o for o in outs}  # sinks report expanded paths
+    bad = [f"{as_given.get(p, p)} ({why})" for p, why in stats.outputs_failed.items()]
     good = [o for o in outs if str(Path(o).expanduser()) not in stats.outputs_failed]
     if good:
         lines.append("wrote: " + ", ".join(good))
