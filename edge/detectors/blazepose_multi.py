@@ -196,11 +196,14 @@ class BlazePoseMultiDetector(Detector):
 
     def detect_persons(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """BGR image -> the person detector's 4 keypoints [D,4,2] in image pixels and scores [D], best first."""
-        h, w = image.shape[:2]
+        return self._detect(cv2.cvtColor(image, cv2.COLOR_BGR2RGB))
+
+    def _detect(self, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """detect_persons on an RGB image (the frame is converted once, then detected whole or in tiles)."""
+        h, w = rgb.shape[:2]
         s = DET_SIZE / max(h, w)
         tx, ty = DET_SIZE / 2 - s * w / 2, DET_SIZE / 2 - s * h / 2
         m = np.array([[s, 0, tx], [0, s, ty]], np.float64)
-        rgb = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
         boxed = cv2.warpAffine(rgb, m, (DET_SIZE, DET_SIZE), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
         x = boxed.astype(np.float32)[None] * (2.0 / 255.0) - 1.0
         self._det.set_tensor(self._det_in, x)
@@ -230,15 +233,15 @@ class BlazePoseMultiDetector(Detector):
         self._lmk.invoke()
         return [self._lmk.get_tensor(i) for i in self._lmk_idx]
 
-    def detect_tiled(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """detect_persons on the whole image and on 2x2 tiles of 60 % of its size (each seen at ~1.7x the
+    def _detect_tiled(self, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """_detect on the whole RGB image and on 2x2 tiles of 60 % of its size (each seen at ~1.7x the
         resolution), merged: a person found twice (hip centres closer than half its scale) is kept once, best first."""
-        h, w = image.shape[:2]
+        h, w = rgb.shape[:2]
         th, tw = int(round(0.6 * h)), int(round(0.6 * w))
-        found = [self.detect_persons(image)]
+        found = [self._detect(rgb)]
         for y0 in (0, h - th):
             for x0 in (0, w - tw):
-                kp, sc = self.detect_persons(image[y0 : y0 + th, x0 : x0 + tw])
+                kp, sc = self._detect(rgb[y0 : y0 + th, x0 : x0 + tw])
                 found.append((kp + np.array([x0, y0], np.float32), sc))
         kps = np.concatenate([k for k, _ in found])
         scores = np.concatenate([s for _, s in found])
@@ -251,12 +254,12 @@ class BlazePoseMultiDetector(Detector):
 
     def landmarks33(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """BGR image -> pixel landmarks [P,33,2], visibility x presence [P,33], pose-presence scores [P]."""
-        kps, _ = self.detect_tiled(image) if self.tiles else self.detect_persons(image)
+        rgb = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)  # once per frame: detection (and its tiles) and the crops
+        kps, _ = self._detect_tiled(rgb) if self.tiles else self._detect(rgb)
         kps = kps[: max(0, self.max_persons)]
         empty = (np.zeros((0, 33, 2), np.float32), np.zeros((0, 33), np.float32), np.zeros(0, np.float32))
         if len(kps) == 0:
             return empty
-        rgb = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
         affines, crops = [], []
         for kp in kps:
             a = roi_to_image_affine(*roi_from_keypoints(kp[0], kp[1]))
