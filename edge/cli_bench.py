@@ -8,7 +8,14 @@ import sys
 from pathlib import Path
 
 from edge.backends import BACKENDS
-from hipart.cli.arg_types import add_model_flags, device_name, non_negative_int, positive_float, positive_int
+from hipart.cli.arg_types import (
+    add_model_flags,
+    device_name,
+    non_negative_int,
+    positive_float,
+    positive_int,
+    writable_file,
+)
 from hipart.cli.guard import exit_codes, interruptible
 
 EXIT_CODES = exit_codes({
@@ -58,8 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_model_flags(p)
     p.add_argument("--device", default="auto", type=device_name, help="auto, cpu, cuda or cuda:N (default auto)")
     p.add_argument("--threads", type=positive_int, help="CPU threads for torch and onnxruntime (default: all cores)")
-    p.add_argument("--json", help="also write the report as JSON to this path")
-    p.add_argument("--report", metavar="PNG",
+    p.add_argument("--json", type=writable_file, help="also write the report as JSON to this path")
+    p.add_argument("--report", metavar="PNG", type=writable_file,
                    help="also draw the report: ms per pose by batch against the FLOP floor, and %% of the ceiling")
     p.add_argument(
         "--pipeline", action="store_true", help="also time the full video path (detector + HiPART + outputs)"
@@ -78,7 +85,6 @@ def _main(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
     os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")  # OpenCV's own warnings; ours are clearer
     from edge.bench import bench_pipeline, run_bench, to_markdown
-    from edge.sinks import SinkError, check_writable
     from edge.weights import load_model
 
     if args.threads:
@@ -94,11 +100,8 @@ def _main(argv: list[str] | None) -> int:
         print(f"hipart-bench: error: --source {args.source}: not found", file=sys.stderr)
         return 2
     try:
-        for out in (args.json, args.report):
-            if out:
-                check_writable(out)
         loaded = load_model(args.checkpoint, args.config, random_weights=args.random_weights)
-    except (SinkError, Exception) as e:
+    except Exception as e:  # CheckpointError and friends: one line
         print(f"hipart-bench: error: {e}", file=sys.stderr)
         return 2
     if loaded.banner:
