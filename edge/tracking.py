@@ -84,8 +84,7 @@ class PersonTracker:
             detection_threshold=self.min_conf,
         )
         self._tracker.distance_function = self._nf.distances.ScalarDistance(self._match_distance)
-        self._ids: dict[int, int] = {}  # id(norfair TrackedObject) -> our track id
-        self._objs: dict[int, Any] = {}  # keeps the objects alive while their id() is a key
+        self._ids: dict[int, int] = {}  # norfair's per-tracker initializing_id of a live object -> our track id
         self._next = 0
         self.ended: list[int] = []  # track ids that ended in the last update
 
@@ -117,9 +116,9 @@ class PersonTracker:
         for obj in self._tracker.tracked_objects:
             if not obj.hit_counter_is_positive:
                 continue
-            key = id(obj)
+            key = obj.initializing_id  # set at creation, unique within this tracker
             if key not in self._ids:
-                self._ids[key], self._objs[key] = self._next, obj
+                self._ids[key] = self._next
                 self._next += 1
             alive[key] = self._ids[key]
             p = index.get(id(obj.last_detection))
@@ -127,7 +126,6 @@ class PersonTracker:
                 out[p] = self._ids[key]
         self.ended = sorted(tid for key, tid in self._ids.items() if key not in alive)
         self._ids = alive
-        self._objs = {key: self._objs[key] for key in alive}
         for p in np.flatnonzero(out < 0):  # unmatched but not born (cannot happen with delay 0): a fresh id
             out[p] = self._next
             self._next += 1
