@@ -53,6 +53,10 @@ def hipart_model() -> int:
 
 def _fused_quantizer() -> None:
     """On a CUDA machine, the model's quantisers use the fused nearest-code kernel (kernels/codebook_nn.py)."""
+    import torch  # the command imports it anyway; triton and kernels/ only where there is a GPU (~0.2 s otherwise)
+
+    if not torch.cuda.is_available():
+        return
     try:
         from kernels.codebook_nn import install
 
