@@ -7,7 +7,8 @@ baseline): for every joint j with pixel (u, v) and root-relative point (X, Y, Z)
 
     fx (X + Tx) - (u - cx) (Z + Tz) = 0        fy (Y + Ty) - (v - cy) (Z + Tz) = 0
 
-two equations linear in T, weighted by the joint's detector confidence. Without intrinsics the output stays
+two equations linear in T, weighted by the joint's detector confidence (solved by
+`hipart.camera.root_translation_lsq`, shared with the diffusion lifter's JPMA). Without intrinsics the output stays
 root-relative and says so.
 """
 
@@ -16,6 +17,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+
+from hipart.camera import root_translation_lsq
 
 
 @dataclass(frozen=True)
@@ -60,19 +63,8 @@ def root_translation(
     p, j = pose_rel.shape[:2]
     w = np.ones((p, j)) if conf is None else np.asarray(conf, np.float64).reshape(p, j).copy()
     w[(w < min_conf) | ~np.isfinite(kpts).all(-1) | ~np.isfinite(pose_rel).all(-1)] = 0.0
-    out = np.full((p, 3), np.nan)
-    for i in range(p):
-        use = w[i] > 0
-        if use.sum() < 2:
-            continue
-        x, y, z = pose_rel[i, use].T
-        du, dv = kpts[i, use, 0] - k.cx, kpts[i, use, 1] - k.cy
-        n = int(use.sum())
-        a = np.zeros((2 * n, 3))
-        a[:n, 0], a[:n, 2] = k.fx, -du
-        a[n:, 1], a[n:, 2] = k.fy, -dv
-        b = np.concatenate([du * z - k.fx * x, dv * z - k.fy * y])
-        sw = np.sqrt(np.concatenate([w[i, use], w[i, use]]))
-        t, *_ = np.linalg.lstsq(a * sw[:, None], b * sw, rcond=None)
-        out[i] = t
+    use = (w > 0)[..., None]  # left-out joints are zeroed so a NaN there cannot reach the sums
+    out = root_translation_lsq(np.where(use, pose_rel, 0.0), np.where(use, kpts, 0.0), w,
+                               np.array([k.fx, k.fy, k.cx, k.cy]))  # fmt: skip
+    out[(w > 0).sum(1) < 2] = np.nan
     return out

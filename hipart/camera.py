@@ -81,3 +81,34 @@ def project_to_pixels(Xc: np.ndarray, K: np.ndarray) -> np.ndarray:
         raise ValueError("project_to_pixels: point(s) behind the camera (z <= 0)")
     uv = Xc[..., :2] / z
     return np.stack([K[0, 0] * uv[..., 0] + K[0, 2], K[1, 1] * uv[..., 1] + K[1, 2]], axis=-1)
+
+
+def root_translation_lsq(pose_rel: Array, x2d: Array, weights: Array, intrinsics: Array, eps: float = 1e-12) -> Array:
+    """Least-squares camera-space root T [..., 3] of root-relative poses [..., J, 3] seen at x2d [..., J, 2].
+
+    Per joint with (u, v), point (X, Y, Z) and weight w: fx (X + Tx) = (u - cx) (Z + Tz), fy (Y + Ty) =
+    (v - cy) (Z + Tz), linear in T (VideoPose3D's trajectory fit). `intrinsics` [..., 4] = (fx, fy, cx, cy) in the
+    units of x2d (pixels, or normalised with `normalize_screen_coordinates`' scaling). Solved in closed form (eliminate
+    Tx, Ty, then one scalar equation for Tz): only sums and divisions, so numpy, torch and export graphs share it.
+    Weight-0 joints drop out; with fewer than 2 weighted joints the fit is degenerate (the caller decides).
+    """
+    fx, fy, cx, cy = (intrinsics[..., i : i + 1] for i in range(4))  # [..., 1] against the joint axis
+    x, y, z = pose_rel[..., 0], pose_rel[..., 1], pose_rel[..., 2]
+    du, dv = x2d[..., 0] - cx, x2d[..., 1] - cy
+    w = weights
+    total = w.sum(-1)[..., None] + eps
+
+    def mean(a: Array) -> Array:
+        return (w * a).sum(-1)[..., None] / total
+
+    qu, qv = du * z, dv * z
+    cu, cv = du - mean(du), dv - mean(dv)  # weighted-centred terms (Tx, Ty eliminated)
+    num = (w * (cu * (fx * (x - mean(x)) - (qu - mean(qu))) + cv * (fy * (y - mean(y)) - (qv - mean(qv))))).sum(-1)
+    den = (w * (cu * cu + cv * cv)).sum(-1)
+    tz = (num / (den + eps))[..., None]
+    tx = (mean(qu) + tz * mean(du)) / fx - mean(x)
+    ty = (mean(qv) + tz * mean(dv)) / fy - mean(y)
+    parts = [tx[..., 0], ty[..., 0], tz[..., 0]]
+    if _is_tensor(pose_rel):
+        return sys.modules["torch"].stack(parts, -1)
+    return np.stack(parts, -1)

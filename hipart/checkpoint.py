@@ -18,13 +18,14 @@ from hipart.atomic_write import atomic_path
 from hipart.models.config import GeneratorConfig, HiPARTConfig, LifterConfig, TokenizerConfig, _build
 from hipart.models.generator import HiARM
 from hipart.models.hipart import HiPART
+from hipart.models.htp import HTPConfig, HTPDenoiser
 from hipart.models.lifter import Lifter, MLPLifter, build_lifter
 from hipart.models.temporal import TemporalConfig, TemporalLifter
 from hipart.models.tokenizer import MSSTokenizer
 
 FORMAT = "hipart-edge/checkpoint"
 FORMAT_VERSION = 1
-KINDS = ("hipart", "tokenizer", "generator", "lifter", "temporal")
+KINDS = ("hipart", "tokenizer", "generator", "lifter", "temporal", "htp")
 
 
 class CheckpointError(ValueError):
@@ -33,18 +34,19 @@ class CheckpointError(ValueError):
 
 def _kind_of(model: nn.Module) -> str:
     for kind, cls in (("hipart", HiPART), ("tokenizer", MSSTokenizer), ("generator", HiARM),
-                      ("lifter", Lifter | MLPLifter), ("temporal", TemporalLifter)):
+                      ("lifter", Lifter | MLPLifter), ("temporal", TemporalLifter), ("htp", HTPDenoiser)):
         if isinstance(model, cls):
             return kind
     raise TypeError(
-        f"cannot checkpoint a {type(model).__name__}; expected HiPART, MSSTokenizer, HiARM, Lifter or TemporalLifter"
+        f"cannot checkpoint a {type(model).__name__}; expected HiPART, MSSTokenizer, HiARM, Lifter, TemporalLifter "
+        "or HTPDenoiser"
     )
 
 
 def _config_dict(model: nn.Module, kind: str) -> dict[str, Any]:
     from dataclasses import asdict
 
-    if kind in ("hipart", "temporal"):
+    if kind in ("hipart", "temporal", "htp"):
         return model.config.to_dict()
     if kind == "generator":
         return {"generator": asdict(model.config), "tokenizer": asdict(model.tok_config)}
@@ -111,6 +113,8 @@ def _build_model(kind: str, cfg: dict[str, Any]) -> nn.Module:
         return HiARM(_build(GeneratorConfig, cfg["generator"]), _build(TokenizerConfig, cfg["tokenizer"]))
     if kind == "temporal":
         return TemporalLifter(TemporalConfig.from_dict(cfg))
+    if kind == "htp":
+        return HTPDenoiser(HTPConfig.from_dict(cfg))
     return build_lifter(_build(LifterConfig, cfg))
 
 

@@ -17,6 +17,7 @@ import torch
 
 from hipart import skeleton
 from hipart.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from hipart.cli import htp
 from hipart.cli.arg_types import positive_float, positive_int
 from hipart.cli.guard import exit_codes, interruptible, is_dataset_dir, run_guarded
 from hipart.cli.train import data_version
@@ -252,6 +253,7 @@ def build_parser(extra: Iterable[Callable[[Any], None]] = ()) -> argparse.Argume
     c.add_argument("--batch-size", type=positive_int, default=256)
     c.add_argument("--no-progress", action="store_true")
     c.set_defaults(func=cache)
+    htp.add_commands(sub, _data_args)  # htp-train / htp-eval / htp-bench: the diffusion lifter (hipart/cli/htp.py)
     for add in extra:
         add(sub)
     return p
