@@ -36,6 +36,11 @@ def hipart_bench() -> int:
     return launch("edge.cli_bench", "hipart-bench")
 
 
+def hipart_serve() -> int:
+    """hipart-serve."""
+    return launch("edge.cli_serve", "hipart-serve")
+
+
 def hipart_export() -> int:
     """hipart-export."""
     return launch("export.cli", "hipart-export")
