@@ -9,6 +9,7 @@ import signal
 import sys
 
 from edge.backends import BACKENDS
+from edge.backends.remote import DEFAULT_RETRY_S, DEFAULT_TIMEOUT_S, server_url
 from edge.occlusion import DEFAULT_MIN_CONF
 from edge.run import RunError, RunOptions, run_pipeline, summary
 from edge.sinks import SinkError, recover_npz
@@ -26,7 +27,8 @@ EXIT_CODES = """exit codes:
   0    finished; every output complete
   1    the run stopped on an error, every frame failed, or an output could not be finished (disk full);
        outputs are complete up to the last good frame, and the message says which
-  2    cannot start: bad flag, source, model, detector, artifacts or output path (no output touched)
+  2    cannot start: bad flag, source, model, detector, artifacts or output path, or no hipart-serve at --server
+       (no output touched)
   130  stopped by Ctrl-C (SIGINT), 143 by SIGTERM, 129 by SIGHUP: in-flight frames drained, outputs complete
 A killed run (SIGKILL, power loss) leaves JSONL and video readable up to their last flushed frame and the .npz
 frames in <name>.npz.partial.jsonl: `hipart-run --recover <name>.npz` writes the .npz from it."""
@@ -55,6 +57,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="HiPART backend; auto (default): the fastest available here -- tensorrt, triton, onnxruntime "
         "(when --artifacts holds an export of the model in use), else torch; the pick is printed",
     )
+    p.add_argument("--server", type=_server_url, metavar="URL",
+                   help="run HiPART on a hipart-serve server (e.g. http://127.0.0.1:8000) instead of here: no local "
+                   "model, artifacts or --backend; capture, detection, tracking, smoothing, --temporal and outputs "
+                   "stay local. A frame the server cannot answer gets an error status and the run goes on")
+    p.add_argument("--server-timeout", type=positive_float, default=DEFAULT_TIMEOUT_S, metavar="S",
+                   help=f"--server: the longest one frame waits on the server (default {DEFAULT_TIMEOUT_S:g} s)")
+    p.add_argument("--server-retry", type=positive_float, default=DEFAULT_RETRY_S, metavar="S",
+                   help="--server: while the server is away, the longest gap between reconnection attempts "
+                   f"(backoff from 0.05 s; default {DEFAULT_RETRY_S:g} s)")
     p.add_argument("--artifacts",
                    help="hipart-export folder, read via its manifest.json (default $HIPART_ARTIFACTS or ./exported)")
     p.add_argument(
@@ -122,6 +133,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=positive_int, help="CPU threads for torch / onnxruntime (default: all cores)")
     p.add_argument("--quiet", action="store_true", help="no per-frame progress")
     return p
+
+
+def _server_url(text: str) -> str:
+    """argparse type: a hipart-serve URL (edge.backends.remote.server_url)."""
+    try:
+        return server_url(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def _recover(path: str) -> int:

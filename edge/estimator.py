@@ -30,7 +30,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from edge.backends.base import Backend, Result
+from edge.backends.base import Backend, BackendUnavailable, Result
 from edge.camera_space import Intrinsics, root_translation
 from edge.detectors import Detections
 from edge.occlusion import DEFAULT_MIN_CONF, mask_low_confidence, sanitize_keypoints, usable_persons
@@ -279,7 +279,8 @@ class Estimator:
     def lift(self, frames: Sequence[FrameResult]) -> list[Exception | None]:
         """HiPART on prepared frames, all persons in one backend call (dynamic batching), in frame order.
 
-        A failing batch is retried frame by frame so only the failing frame loses its result; returns, per
+        A failing batch is retried frame by frame so only the failing frame loses its result (not when the backend
+        is unavailable, e.g. its server is down: then every frame of the batch fails at once); returns, per
         frame, the error that failed it (its status says so too) or None. Smoothing runs here, in frame order.
         """
         t0 = time.perf_counter()
@@ -292,6 +293,10 @@ class Estimator:
                 bounds = np.cumsum([0] + [len(fr.x_s) for fr in todo])
                 for i, fr in enumerate(todo):
                     results[id(fr)] = res.slice(int(bounds[i]), int(bounds[i + 1]))
+            except BackendUnavailable as e:  # the backend is away (server down): every frame fails, no retries
+                for fr in todo:
+                    errors[id(fr)] = e
+                    fr.status = error_status("hipart", e)
             except Exception:  # isolate the frame that fails: run them one by one
                 for fr in todo:
                     try:

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from edge.backends.base import Backend
+from edge.backends.base import Backend, BackendUnavailable
 from edge.detectors import Detections
 from edge.estimator import Estimator, FrameResult, error_status
 from edge.occlusion import DEFAULT_MIN_CONF
@@ -178,8 +178,8 @@ class Pipeline:
 
     def _fail(self, item: Item, stage: str, err: Exception) -> None:
         item.status = error_status(stage, err)
-        with self._lock:
-            self._fail_streak += 1
+        with self._lock:  # an unavailable backend (server away) is waited out, not counted towards the stop rule
+            self._fail_streak += not isinstance(err, BackendUnavailable)
             streak = self._fail_streak
         if streak == 1:
             log.warning("frame %d: %s", item.frame.index, item.status)

@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import TextIO
 
 from edge.backends import BackendError, create_backend
-from edge.backends.registry import ARTIFACT_BACKENDS, expected_model, resolve_auto
+from edge.backends.registry import ARTIFACT_BACKENDS, backend_class, expected_model, resolve_auto
+from edge.backends.remote import DEFAULT_RETRY_S, DEFAULT_TIMEOUT_S
 from edge.camera_space import Intrinsics
 from edge.detectors import DetectorError, create_detector
 from edge.estimator import Estimator
@@ -72,6 +73,9 @@ class RunOptions:
     max_persons: int = 8  # blazepose-multi: most persons per frame
     min_person_height: float = 0.0  # blazepose-multi: drop persons shorter than this (px)
     detector_tiles: bool = False  # blazepose-multi: also detect on 2x2 tiles (small persons)
+    server: str | None = None  # hipart-serve URL: HiPART runs there (edge.backends.remote), no local model
+    server_timeout: float = DEFAULT_TIMEOUT_S  # the longest one frame waits on the server
+    server_retry: float = DEFAULT_RETRY_S  # the longest gap between reconnection attempts while the server is away
 
 
 def _say(out: TextIO, msg: str) -> None:
@@ -143,7 +147,7 @@ def build_estimator(
             tracker = PersonTracker(opts.track_max_age, min_conf=opts.min_conf)
         except (ImportError, ValueError) as e:
             raise RunError(f"--track: {e}") from None
-    name = opts.backend
+    name = "remote" if opts.server else opts.backend
     expected = expected_model(loaded)  # artifacts must come from the checkpoint / bundled model in use
     if name == "auto":
         name, why = resolve_auto(opts.artifacts, expected)
@@ -164,14 +168,18 @@ def build_estimator(
     # (measured on 2 cores: 10.2 FPS with 1 thread each vs 6.5 FPS when both ask for every core).
     threads = opts.threads or (max(1, (os.cpu_count() or 2) // 2) if detector is not None else None)
     try:
-        if threads and name not in ARTIFACT_BACKENDS:  # the artifact backends take `threads` themselves
-            import torch
+        if opts.server:
+            backend = backend_class(name)(opts.server, opts.server_timeout, opts.server_retry, opts.min_conf)
+            loaded.model_hash = backend.model_hash  # the server names the model it runs
+        else:
+            if threads and name not in ARTIFACT_BACKENDS:  # the artifact backends take `threads` themselves
+                import torch
 
-            torch.set_num_threads(threads)
-        backend = create_backend(
-            name, loaded.model, opts.artifacts, opts.device, loaded.model_hash, opts.min_conf, threads,
-            expected=expected,
-        )  # fmt: skip
+                torch.set_num_threads(threads)
+            backend = create_backend(
+                name, loaded.model, opts.artifacts, opts.device, loaded.model_hash, opts.min_conf, threads,
+                expected=expected,
+            )  # fmt: skip
     except (BackendError, ValueError) as e:
         if detector is not None:
             detector.close()
@@ -240,6 +248,11 @@ class Runtime:
 def build_runtime(opts: RunOptions, loaded: LoadedModel | None = None, say: Callable[[str], None] = _silent) -> Runtime:
     """Source, sinks, weights (unless `loaded` is given) and Estimator for `opts`; RunError when it cannot start."""
     _check_outputs_distinct(opts)
+    given = [f for f, v in (("--checkpoint", opts.checkpoint), ("--random-weights", opts.random_weights),
+                            ("--artifacts", opts.artifacts), ("--backend", opts.backend != "auto")) if v]
+    if opts.server and given:
+        raise RunError(f"--server runs HiPART on hipart-serve, with the server's model: {', '.join(given)} cannot "
+                       "apply; leave them out")  # fmt: skip
     if opts.artifacts is not None and opts.backend == "auto":  # named backends say what they miss themselves
         from export.manifest import MANIFEST_NAME
 
@@ -299,8 +312,11 @@ def _weights(opts: RunOptions, say: Callable[[str], None]) -> tuple[LoadedModel,
 
     Without --checkpoint, a backend that runs exported artifacts (onnxruntime, TensorRT; named or picked by `auto`)
     needs only the bundled model's identity (`bundled_reference`: its hash, read from the JSON sidecar, no torch)
-    to check the artifacts against; the PyTorch module is loaded for torch / triton or a --checkpoint only.
+    to check the artifacts against; the PyTorch module is loaded for torch / triton or a --checkpoint only. With
+    --server the model is the server's: nothing is loaded, its hash comes from the server's /v1/health.
     """
+    if opts.server:
+        return LoadedModel(None, "unknown", f"hipart-serve at {opts.server}", True), opts
     if opts.checkpoint is None and opts.random_weights is None and opts.backend in ("auto", *ARTIFACT_BACKENDS):
         ref = bundled_reference()
         if opts.backend == "auto":

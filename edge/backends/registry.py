@@ -43,12 +43,15 @@ BACKENDS = tuple(REGISTRY)
 AUTO_ORDER = ("tensorrt", "triton", "onnxruntime", "torch")
 # Backends that run exported artifacts, not the PyTorch module: they need no checkpoint loaded (and no torch).
 ARTIFACT_BACKENDS = tuple(n for n in BACKENDS if n in ("onnxruntime", "tensorrt"))
+# HiPART on another machine (hipart-serve over HTTP, `hipart-run --server URL`): built by name with its URL, never
+# listed among the local backends above, picked by `auto` or compared by hipart-bench.
+REMOTE = {"remote": BackendSpec("edge.backends.remote:RemoteBackend")}
 
 
 def _spec(name: str) -> BackendSpec:
-    if name not in REGISTRY:
+    if name not in REGISTRY and name not in REMOTE:
         raise ValueError(f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)} or auto")
-    return REGISTRY[name]
+    return REGISTRY.get(name) or REMOTE[name]
 
 
 def backend_class(name: str) -> type[Backend]:

@@ -318,3 +318,29 @@ def test_waiting_frames_share_one_hipart_call_with_identical_results(tmp_path, w
     ref = torch_backend.run(normalize_screen_coordinates(walk_px, 640.0, 480.0))
     np.testing.assert_allclose([r["persons"][0]["pose_3d"] for r in recs], ref.pose3d, atol=1e-4)
     assert [r["persons"][0]["tokens"]["dense"] for r in recs] == ref.q_d.tolist()
+
+
+class _AwayThenBack:
+    """A backend whose server is away (BackendUnavailable) for the first `away` calls, then answers again."""
+
+    def __init__(self, inner, away):
+        self.inner, self.away, self.calls = inner, away, 0
+
+    def infer(self, x_s):
+        self.calls += 1
+        if self.calls <= self.away:
+            from edge.backends.base import BackendUnavailable
+
+            raise BackendUnavailable("no hipart-serve at http://127.0.0.1:1: ConnectionRefusedError (retrying)")
+        return self.inner.infer(x_s)
+
+
+def test_unavailable_backend_is_waited_out_not_counted_as_failures(tmp_path, walk_px, torch_backend):
+    np.savez(tmp_path / "k.npz", keypoints=np.concatenate([walk_px] * 4)[:60], format="h36m17")
+    backend = _AwayThenBack(torch_backend, 40)  # more than the 25-in-a-row rule, one call per frame
+    st = Pipeline(open_source(str(tmp_path / "k.npz")), backend, None, [JsonlSink(tmp_path / "o.jsonl")],
+                  max_batch_frames=1).run()  # fmt: skip
+    recs = _lines(tmp_path / "o.jsonl")
+    assert st.error is None and st.frames_out == 60 and st.failed == 40
+    assert all("BackendUnavailable" in r["status"] for r in recs[:40])
+    assert all(r["status"] == "ok" and len(r["persons"]) == 1 for r in recs[40:])
