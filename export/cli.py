@@ -11,9 +11,13 @@ from calib.drift import DEFAULT_MAX_OUTPUT_ERR
 from export.artifacts import ARTIFACTS
 from export.hipart_graphs import UnsupportedModelError
 from export.manifest import DEFAULT_DIR
+from export.onnx_export import ExportError
 from export.pipeline import (
     EXIT_BAD_INPUT,
+    EXIT_DRIFT,
     EXIT_ERROR,
+    EXIT_OK,
+    EXIT_PARITY,
     BadInput,
     Options,
     format_table,
@@ -73,6 +77,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fallback-trials", type=non_negative_int, default=24,
                    help="max layers tried in FP32 fallback (0: off)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--triton-repo", type=Path, metavar="DIR",
+                   help="also write a Triton Inference Server model repository (hipart_onnx, hipart_trt, "
+                   "hipart_temporal) from the folder's hipart.onnx (docs/DEPLOY.md)")
+    p.add_argument("--triton-kind", choices=("gpu", "cpu"), default="gpu",
+                   help="instance kind of the repository's onnxruntime models (default gpu)")
+    p.add_argument("--triton-temporal", metavar="CKPT|none",
+                   help="temporal checkpoint served as hipart_temporal (default: the bundled temporal model)")
+    p.add_argument("--triton-ort-trt", action="store_true",
+                   help="hipart_onnx through onnxruntime's TensorRT execution accelerator (FP16)")
     return p
 
 
@@ -129,7 +142,21 @@ def _main(argv: list[str] | None) -> int:
             max_output_err=args.max_output_err,
             fallback_trials=args.fallback_trials,
         )  # fmt: skip
+        triton = None
+        if args.triton_repo is not None:  # checked before the export work, written after it
+            from export.triton_repo import RepoOptions, prepare
+
+            triton = prepare(args.triton_repo, args.out, RepoOptions(args.triton_kind, batch,
+                             ort_tensorrt=args.triton_ort_trt), args.triton_temporal)  # fmt: skip
         result = run(opts)
+        if triton is not None and result.exit_code in (EXIT_OK, EXIT_DRIFT):
+            try:
+                result.notes += triton.write()
+            except ExportError as e:  # the streaming temporal graph: export or its parity check
+                result.notes.append(f"triton repo NOT written: {e}")
+                result.fail(EXIT_PARITY)
+        elif triton is not None:
+            result.notes.append("triton repo NOT written: the export above failed")
     except (BadInput, CalibrationDataError, OutputDirError, UnsupportedTensorRTVersion, UnsupportedModelError) as e:
         print(f"hipart-export: error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
