@@ -67,6 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="Ray GPUs per replica (default 0; e.g. 1 with --backend tensorrt, or 0.5 to share a GPU)")
     r.add_argument("--threads", type=positive_int, help="CPU threads of each replica's backend (default: --num-cpus "
                    "rounded down, at least 1)")
+    r.add_argument("--ort-mode", choices=("auto", "hipart", "step", "split"), default="hipart",
+                   help="onnxruntime backend's execution mode (default hipart: the whole-model graph, the fastest "
+                   "per pose once requests are batched; auto: hipart-run's choice, step, the fastest at batch 1)")
     r.add_argument("--max-batch-size", type=positive_int, default=16,
                    help="requests (across streams) that share one backend call (default 16)")
     r.add_argument("--batch-wait-timeout-s", type=non_negative_float, default=0.0,
@@ -109,7 +112,8 @@ def options(args: argparse.Namespace) -> ServeOptions:
         num_gpus=args.num_gpus, max_batch_size=args.max_batch_size, batch_wait_timeout_s=args.batch_wait_timeout_s,
         max_persons_per_request=args.max_persons_per_request, max_queue=args.max_queue, temporal=temporal,
         temporal_shards=args.temporal_shards, shard_cpus=args.shard_cpus, stream_timeout=args.stream_timeout,
-        max_gap=args.max_gap, app_name=args.app_name, host=args.host, port=args.port, address=args.address,
+        max_gap=args.max_gap, ort_mode=args.ort_mode, app_name=args.app_name, host=args.host, port=args.port,
+        address=args.address,
     )  # fmt: skip
 
 

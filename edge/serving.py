@@ -81,6 +81,7 @@ class ServeOptions:
     shard_cpus: float = 0.5
     stream_timeout: float = 60.0  # seconds without a frame before a stream's buffer is dropped
     max_gap: float = 0.5  # seconds between two frames of a stream beyond which its buffer restarts (warm-up)
+    ort_mode: str = "hipart"  # onnxruntime execution mode of the replicas ("auto": the backend's own choice)
     app_name: str = "hipart"
     host: str = "127.0.0.1"
     port: int = 8000
@@ -350,6 +351,10 @@ class Ingress:
         from edge.run import RunError, RunOptions, build_runtime
 
         self.opts, self.shards = opts, shards
+        if opts.backend in ("onnxruntime", "auto") and opts.ort_mode != "auto":  # this replica's process only
+            from edge.backends.onnxruntime_backend import MODE_ENV
+
+            os.environ[MODE_ENV] = opts.ort_mode
         ro = RunOptions(source="sample", backend=opts.backend, artifacts=opts.artifacts, device=opts.device,
                         checkpoint=opts.checkpoint, random_weights=opts.random_weights, config=opts.config,
                         min_conf=opts.min_conf, threads=opts.threads)  # fmt: skip
