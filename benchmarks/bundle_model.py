@@ -1,4 +1,7 @@
-"""Write a trained HiPART as the bundled default: float16 `hipart/assets/hipart_default.pt` + its JSON sidecar.
+"""Write a trained model as a bundled default: float16 `hipart/assets/<name>.pt` + its JSON sidecar.
+
+HiPART -> hipart_default.pt; with --name temporal_default (a `hipart-temporal train` checkpoint) -> the bundled
+temporal lifter, or --name htp_default (a `hipart-temporal htp-train` checkpoint) -> the bundled HTP lifter.
 
   python benchmarks/bundle_model.py --checkpoint runs/edge/final/hipart.pt --budget "..." \
       --command "bash benchmarks/train_edge.sh" [--eval-json benchmarks/results/eval_edge_test.json]
@@ -17,6 +20,14 @@ from pathlib import Path
 from hipart.checkpoint import load_checkpoint, model_hash, save_checkpoint
 
 ASSETS = Path(__file__).resolve().parents[1] / "hipart" / "assets"
+EVAL = {  # how each bundled file is scored on the test subjects
+    "hipart_default": "hipart-eval --checkpoint hipart/assets/hipart_default.pt --data data/cmu_lab --split test "
+                      "--input-2d det --subsample 4",
+    "temporal_default": "hipart-temporal eval --checkpoint hipart/assets/temporal_default.pt --data data/cmu_lab "
+                        "--split test --camera 0 --single-frame hipart/assets/hipart_default.pt",
+    "htp_default": "hipart-temporal htp-eval --checkpoint hipart/assets/htp_default.pt --data data/cmu_lab "
+                   "--split test --camera 0",
+}  # fmt: skip
 
 
 def main() -> None:
@@ -26,9 +37,10 @@ def main() -> None:
     p.add_argument("--command", action="append", default=[], help="a command that made it (repeatable)")
     p.add_argument("--eval-json", type=Path, help="hipart-eval --json of the bundled file on the test subjects")
     p.add_argument("--extra", type=Path, help="a JSON file of further sidecar fields (merged)")
+    p.add_argument("--name", choices=tuple(EVAL), default="hipart_default", help="which bundled model to write")
     a = p.parse_args()
     model, meta = load_checkpoint(a.checkpoint)
-    out = ASSETS / "hipart_default.pt"
+    out = ASSETS / f"{a.name}.pt"
     if a.eval_json is None:
         save_checkpoint(out, model, meta.get("data_version"), {"source": str(a.checkpoint)}, half=True)
     bundled, bmeta = load_checkpoint(out)
@@ -37,15 +49,15 @@ def main() -> None:
         "weights_dtype": "float16", "data_version": bmeta.get("data_version"),
         "dataset": "hipart-data build --bvh-dir ../shared/data/cmu_bvh --out data/cmu_lab --cameras lab --seed 0",
         "train_commands": a.command, "budget": a.budget, "config": bundled.config.to_dict(),
-        "eval_command": "hipart-eval --checkpoint hipart/assets/hipart_default.pt --data data/cmu_lab --split test "
-                        "--input-2d det --subsample 4",
+        "eval_command": EVAL[a.name],
         "test_subjects": ["05", "08", "13"],
     }  # fmt: skip
     if a.eval_json is not None:
-        side["metrics_test"] = json.loads(a.eval_json.read_text())["results"][0]
+        ev = json.loads(a.eval_json.read_text())
+        side["metrics_test"] = ev["results"][0] if "results" in ev else ev["metrics"]
     if a.extra is not None:
         side.update(json.loads(a.extra.read_text()))
-    (ASSETS / "hipart_default.json").write_text(json.dumps(side, indent=1) + "\n")
+    (ASSETS / f"{a.name}.json").write_text(json.dumps(side, indent=1) + "\n")
     print(f"bundled {out} ({side['size_bytes'] / 1e6:.1f} MB, hash {side['model_hash']})")
 
 

@@ -43,6 +43,21 @@ class BenchRow:
 
 
 @dataclass
+class StreamRow:
+    """One person's causal HTP stream (`hipart-run --temporal HTP.pt`) at (H, K) on one engine, per frame."""
+
+    engine: str  # torch | onnxruntime
+    hypotheses: int
+    steps: int
+    frames: int  # timed frames (after a full buffer's warm-up)
+    threads: int
+    median_ms: float
+    p90_ms: float
+    frames_per_s: float  # 1000 / median
+    model_hash: str
+
+
+@dataclass
 class BenchReport:
     """All rows plus the machine, versions and model they were measured with."""
 
@@ -50,6 +65,7 @@ class BenchReport:
     skipped: dict[str, str] = field(default_factory=dict)
     env: dict[str, Any] = field(default_factory=dict)
     pipeline: dict[str, Any] | None = None
+    temporal: list[StreamRow] = field(default_factory=list)
 
     def to_json(self) -> str:
         """JSON text of the whole report."""
@@ -259,6 +275,76 @@ def run_bench(
     return report
 
 
+def stream_inputs(frames: int, num_points: int, seed: int = 0) -> np.ndarray:
+    """One person's consecutive frames [F, 1, N, 2]: the sample walk, normalised and jittered (`bench_inputs`' poses
+    in order); a 161-point model gets the sparse joints repeated as its dense and fine points (timing only)."""
+    from edge.sample import HEIGHT, WIDTH, project, walk_3d
+    from hipart.camera import normalize_screen_coordinates
+
+    rng = np.random.default_rng(seed)
+    x = normalize_screen_coordinates(project(walk_3d(frames)), WIDTH, HEIGHT) + rng.normal(0, 0.005, (frames, 17, 2))
+    return x[:, None, np.arange(num_points) % x.shape[1]].astype(np.float32)
+
+
+def bench_htp_stream(
+    model: Any,
+    sampling: list[tuple[int, int]],
+    engines: tuple[str, ...] = ("torch", "onnxruntime"),
+    iters: int = 50,
+    max_seconds: float = 20.0,
+    threads: int = 1,
+    progress: Any = None,
+) -> tuple[list[StreamRow], dict[str, str]]:
+    """Time the HTP causal stage (edge/htp_stage.py) per frame on one person for each (H, K) and engine, after a full
+    buffer of warm-up frames; onnxruntime runs an export made here (export.htp_onnx). -> (rows, skipped: reason)."""
+    import tempfile
+
+    import torch
+
+    from edge.htp_stage import HTPStage, OrtLift
+    from hipart.checkpoint import model_hash
+
+    rows, skipped, old = [], {}, torch.get_num_threads()
+    xs = stream_inputs(model.config.frames + iters, model.config.num_points)
+    torch.set_num_threads(threads)
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            for h, k in sampling:
+                for name in engines:
+                    engine = None
+                    if name == "onnxruntime":
+                        try:
+                            from export.htp_onnx import export_htp
+
+                            engine = OrtLift(export_htp(model, Path(tmp) / f"htp_h{h}k{k}.onnx", h, k), threads)
+                        except Exception as e:  # export extra missing, export failure: reported, the rest goes on
+                            skipped[f"htp onnxruntime H={h} K={k}"] = f"{type(e).__name__}: {e}"[:300]
+                            continue
+                    if progress:
+                        progress(f"htp stream {name} H={h} K={k} ...")
+                    stage = HTPStage(model, "causal", hypotheses=h, steps=k, engine=engine)
+                    lat = time_stream(stage, xs, model.config.frames, max_seconds)
+                    med = float(np.median(lat))
+                    rows.append(StreamRow(name, h, k, len(lat), threads, med, float(np.percentile(lat, 90)),
+                                          1e3 / med, model_hash(model)))  # fmt: skip
+    finally:
+        torch.set_num_threads(old)
+    return rows, skipped
+
+
+def time_stream(stage: Any, xs: np.ndarray, warmup: int, max_seconds: float) -> np.ndarray:
+    """Per-frame latencies (ms) of `stage.step` over frames xs [F, P, N, 2] at 30 fps, the first `warmup` untimed."""
+    lat, t_end = [], time.perf_counter() + max_seconds
+    for i, x in enumerate(xs):
+        t0 = time.perf_counter()
+        stage.step(x, i / 30)
+        if i >= warmup:
+            lat.append((time.perf_counter() - t0) * 1e3)
+            if time.perf_counter() > t_end and len(lat) >= 3:
+                break
+    return np.asarray(lat)
+
+
 def to_markdown(report: BenchReport) -> str:
     """The side-by-side Markdown table (plus skipped backends and the environment line)."""
     e = report.env
@@ -266,11 +352,11 @@ def to_markdown(report: BenchReport) -> str:
         f"device: {e.get('gpu') or e.get('cpu')} ({e.get('cpu_count')} cores, torch threads {e.get('torch_threads')}), "
         f"peak fp32 matmul {e.get('peak_matmul_gflops')} GFLOP/s; torch {e.get('torch')}, onnxruntime "
         f"{e.get('onnxruntime')}; model {e.get('model_hash')}",
-        "",
-        "| backend | batch | median ms | p90 ms | p99 ms | poses/s | vs torch | GFLOP | floor ms | % of ceiling "
-        "| stages (median ms) | RSS MiB |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|",
     ]
+    if report.rows or not report.temporal:  # an HTP-stream-only report has no backend table
+        out += ["", "| backend | batch | median ms | p90 ms | p99 ms | poses/s | vs torch | GFLOP | floor ms | % of "
+                "ceiling | stages (median ms) | RSS MiB |",
+                "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|"]  # fmt: skip
     for r in report.rows:
         st = ", ".join(f"{k} {v:.1f}" for k, v in r.stages_ms.items() if k != "mask")
         sp = f"{r.speedup_vs_torch:.2f}x" if r.speedup_vs_torch else "-"
@@ -278,6 +364,11 @@ def to_markdown(report: BenchReport) -> str:
             f"| {r.backend} | {r.batch} | {r.median_ms:.2f} | {r.p90_ms:.2f} | {r.p99_ms:.2f} | {r.poses_per_s:.1f} | "
             f"{sp} | {r.gflop:.3f} | {r.floor_ms:.3f} | {r.pct_of_ceiling:.1f}% | {st} | {r.rss_mb:.0f} |"
         )
+    if report.temporal:
+        out += ["", "| HTP causal stream (1 person) | H | K | threads | median ms/frame | p90 ms | frames/s | frames |",
+                "|---|---:|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
+        out += [f"| {r.engine} | {r.hypotheses} | {r.steps} | {r.threads} | {r.median_ms:.2f} | {r.p90_ms:.2f} | "
+                f"{r.frames_per_s:.1f} | {r.frames} |" for r in report.temporal]  # fmt: skip
     for name, why in report.skipped.items():
         out.append(f"\nskipped {name}: {why}")
     if report.pipeline:

@@ -6,6 +6,7 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from edge.backends import BACKENDS
 from hipart.cli.arg_types import (
@@ -17,6 +18,9 @@ from hipart.cli.arg_types import (
     writable_file,
 )
 from hipart.cli.guard import exit_codes, interruptible
+
+if TYPE_CHECKING:
+    from edge.bench import BenchReport
 
 EXIT_CODES = exit_codes({
     0: "every requested backend that can run here was timed (the others are listed with the reason)",
@@ -43,9 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EXIT_CODES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--backends", default="all",
-                   help=f"comma list from {','.join(BACKENDS)} or 'all' (default: every backend; those that cannot "
-                   "run here are listed with the reason)")
+    p.add_argument("--backends",
+                   help=f"comma list from {','.join(BACKENDS)} or 'all' (default: every backend, none with --temporal; "
+                   "those that cannot run here are listed with the reason)")
     p.add_argument("--batch", type=_ints, default=[1, 8, 64], help="batch sizes, e.g. 1,8,64,256 (default 1,8,64)")
     p.add_argument(
         "--precision",
@@ -73,7 +77,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--source", help="video for --pipeline (default: a rendered 640x480 synthetic clip)")
     p.add_argument("--frames", type=positive_int, default=150, help="frames for --pipeline (default 150)")
+    p.add_argument("--temporal", metavar="HTP_PT",
+                   help="time the HTP causal stream of one person (hipart-run --temporal; an HTP checkpoint or 'htp' "
+                   "for the bundled one): ms/frame and frames/s on --threads (default 1) thread(s), torch and "
+                   "onnxruntime, --iters frames after a full buffer of warm-up (backends too only with --backends)")
+    p.add_argument("--htp-sampling", nargs="+", type=_sampling, metavar="H,K",
+                   help="--temporal: hypotheses,steps pairs, e.g. 1,1 3,2 5,5 (default: the checkpoint's deployed one)")
     return p
+
+
+def _sampling(s: str) -> tuple[int, int]:
+    """argparse type: 'H,K' with both >= 1."""
+    v = _ints(s)
+    if len(v) != 2:
+        raise argparse.ArgumentTypeError(f"expected H,K (hypotheses,steps), got {s!r}")
+    return v[0], v[1]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -84,14 +102,15 @@ def main(argv: list[str] | None = None) -> int:
 def _main(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
     os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")  # OpenCV's own warnings; ours are clearer
-    from edge.bench import bench_pipeline, run_bench, to_markdown
+    from edge.bench import BenchReport, bench_pipeline, environment, peak_matmul_gflops, run_bench
     from edge.weights import load_model
 
     if args.threads:
         import torch
 
         torch.set_num_threads(args.threads)
-    names = list(BACKENDS) if args.backends == "all" else [b.strip() for b in args.backends.split(",") if b.strip()]
+    backends = args.backends or ("none" if args.temporal else "all")
+    names = list(BACKENDS) if backends == "all" else [b.strip() for b in backends.split(",") if b.strip() != "none"]
     bad = [b for b in names if b not in BACKENDS]
     if bad:
         print(f"hipart-bench: error: unknown backend(s) {bad}; choose from {', '.join(BACKENDS)}", file=sys.stderr)
@@ -100,10 +119,14 @@ def _main(argv: list[str] | None) -> int:
         print(f"hipart-bench: error: --source {args.source}: not found", file=sys.stderr)
         return 2
     try:
-        loaded = load_model(args.checkpoint, args.config, random_weights=args.random_weights)
+        htp = _htp_model(args.temporal) if args.temporal else None
+        loaded = load_model(args.checkpoint, args.config, random_weights=args.random_weights) if names else None
     except Exception as e:  # CheckpointError and friends: one line
         print(f"hipart-bench: error: {e}", file=sys.stderr)
         return 2
+    if loaded is None:  # HTP stream only
+        report = BenchReport(env=environment(htp[1].get("model_hash", ""), peak_matmul_gflops()))
+        return _finish(args, report, names, htp)
     if loaded.banner:
         print(f"note: {loaded.banner} (timings are still valid)", file=sys.stderr)
     print(f"model: {loaded.source} [{loaded.model_hash}]", file=sys.stderr)
@@ -133,6 +156,29 @@ def _main(argv: list[str] | None) -> int:
             )
         except Exception as e:  # report, keep the backend table
             report.skipped["pipeline"] = f"{type(e).__name__}: {e}"
+    return _finish(args, report, names, htp)
+
+
+def _htp_model(spec: str) -> tuple[Any, dict]:
+    """The HTP model and checkpoint metadata of --temporal (a checkpoint, or 'htp': the bundled one)."""
+    from edge.temporal import load_video_lifter
+
+    model, meta = load_video_lifter(spec)
+    if meta["kind"] != "htp":
+        raise ValueError(f"--temporal {spec}: a {meta['kind']!r} checkpoint; hipart-bench times HTP models only")
+    return model, meta
+
+
+def _finish(args: argparse.Namespace, report: BenchReport, names: list[str], htp: tuple[Any, dict] | None) -> int:
+    """The --temporal rows, then the report: Markdown, --json, --report; the exit code."""
+    from edge.bench import bench_htp_stream, to_markdown
+    from export.htp_onnx import deployed_sampling
+
+    if htp is not None:
+        report.temporal, skipped = bench_htp_stream(
+            htp[0], args.htp_sampling or [deployed_sampling(htp[1])], iters=args.iters, max_seconds=args.max_seconds,
+            threads=args.threads or 1, progress=lambda m: print(m, file=sys.stderr, flush=True))  # fmt: skip
+        report.skipped.update(skipped)
     print(to_markdown(report))
     if args.json:
         try:
@@ -149,8 +195,8 @@ def _main(argv: list[str] | None) -> int:
         except OSError as e:
             print(f"hipart-bench: error: writing {args.report} failed: {e.strerror or e}", file=sys.stderr)
             return 1
-    if not report.rows:
-        why = "; ".join(f"{k}: {v}" for k, v in report.skipped.items() if k in names)
+    if not report.rows and not report.temporal:
+        why = "; ".join(f"{k}: {v}" for k, v in report.skipped.items() if k in names or k.startswith("htp"))
         print(f"hipart-bench: error: nothing was timed: every requested backend was skipped ({why})", file=sys.stderr)
         return 1
     return 0

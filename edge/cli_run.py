@@ -117,7 +117,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="frames already waiting that may share one HiPART call (default 8; 1 = no batching)",
     )
     p.add_argument("--temporal", help="temporal lifter checkpoint (hipart-temporal), or 'default' for the bundled "
-                   "causal one: 3D from the last T frames")
+                   "causal one: 3D from the last T frames; an HTP diffusion lifter checkpoint (htp-train), or 'htp' "
+                   "for the bundled one (onnxruntime when --artifacts holds its htp_lift.onnx for the same H, K)")
+    p.add_argument("--htp-hypotheses", type=positive_int, metavar="H",
+                   help="HTP: hypotheses per window (default: the checkpoint's deployed H, else 3)")
+    p.add_argument("--htp-steps", type=positive_int, metavar="K",
+                   help="HTP: DDIM steps per window (default: the checkpoint's deployed K, else 2)")
     p.add_argument(
         "--temporal-mode",
         default="causal",

@@ -26,7 +26,7 @@ from edge.pipeline import Item, Pipeline, RunStats
 from edge.sinks import Sink, SinkError, open_sink
 from edge.smoothing import PoseSmoother
 from edge.sources import PacedSource, Source, SourceError, open_source
-from edge.temporal import TemporalStage, load_temporal
+from edge.temporal import TemporalStage, load_video_lifter
 from edge.visualize import render_frame
 from edge.weights import LoadedModel, bundled_reference, load_model
 
@@ -67,8 +67,10 @@ class RunOptions:
     threads: int | None = None
     duration: float | None = None
     max_batch_frames: int = 8
-    temporal: str | None = None  # temporal lifter checkpoint (hipart-temporal train)
+    temporal: str | None = None  # temporal lifter or HTP checkpoint (hipart-temporal train / htp-train), default, htp
     temporal_mode: str = "causal"  # causal | centred | seq2seq (files only)
+    htp_hypotheses: int | None = None  # HTP: H (None: the checkpoint's deployed value, else 3)
+    htp_steps: int | None = None  # HTP: K DDIM steps (None: the checkpoint's deployed value, else 2)
     pace: bool = False  # play a file source in real time, like a camera (edge.sources.PacedSource)
     max_persons: int = 8  # blazepose-multi: most persons per frame
     min_person_height: float = 0.0  # blazepose-multi: drop persons shorter than this (px)
@@ -129,7 +131,7 @@ def build_estimator(
     opts: RunOptions, loaded: LoadedModel, source: Source | None = None, say: Callable[[str], None] = _silent
 ) -> Estimator:
     """The Estimator of `opts`: backend, a detector when `source` needs one, smoothing / temporal; else RunError."""
-    temporal = _temporal_stage(opts)
+    temporal = _temporal_stage(opts, say)
     if temporal is not None and temporal.mode == "seq2seq" and source is not None and source.live:
         raise RunError("--temporal-mode seq2seq needs a file source (it waits for T frames); use causal or centred")
     intrinsics = None
@@ -380,17 +382,31 @@ def run_pipeline(opts: RunOptions, out: TextIO | None = None) -> RunStats:
         return stats
 
 
-def _temporal_stage(opts: RunOptions) -> TemporalStage | None:
-    """The temporal stage asked for by --temporal, or None; RunError with the reason when it cannot be built."""
+def _temporal_stage(opts: RunOptions, say: Callable[[str], None] = _silent) -> TemporalStage | None:
+    """The temporal stage asked for by --temporal (a temporal lifter or the HTP diffusion lifter), or None; RunError
+    with the reason when it cannot be built."""
+    htp_flags = opts.htp_hypotheses is not None or opts.htp_steps is not None
     if not opts.temporal:
+        if htp_flags:
+            raise RunError("--htp-hypotheses / --htp-steps set the HTP sampler of --temporal htp|HTP.pt")
         return None
     if opts.smooth:
         raise RunError("--smooth and --temporal both filter the 3D over time; choose one")
     try:
-        model = load_temporal(opts.temporal)
+        model, meta = load_video_lifter(opts.temporal)
     except Exception as e:  # CheckpointError and friends: one line for the user
         raise RunError(f"cannot load the temporal model: {e}") from None
     try:
+        if meta["kind"] == "htp":
+            from edge.htp_stage import build_htp_stage
+
+            stage, note = build_htp_stage(model, meta, opts.temporal_mode, opts.min_conf, opts.htp_hypotheses,
+                                          opts.htp_steps, opts.artifacts, opts.threads or 1,
+                                          camera_given=bool(opts.intrinsics))  # fmt: skip
+            say(note)
+            return stage
+        if htp_flags:
+            raise RunError(f"--htp-hypotheses / --htp-steps apply to an HTP model; {opts.temporal} is an H2OT lifter")
         return TemporalStage(model, opts.temporal_mode, opts.min_conf)
     except ValueError as e:
         raise RunError(str(e)) from None

@@ -16,6 +16,9 @@ track's first frame, dropped when the track ends (or is unseen for `max_gap_s`);
 the stage on that person alone. A frame flagged `restart` (stateless sources: independent images) drops every
 buffer first. seq2seq holds chunks over one set of persons: a chunk breaks when the set of track ids changes
 (untracked: the person count), so several tracked persons work as long as they stay together.
+
+The model is reached through three methods (`frame_state`, `lift_window`, `frame_extra`): edge/htp_stage.py's
+`HTPStage` overrides them to stream the HTP diffusion lifter through the same ring buffer.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+import hipart
 from edge.estimator import FrameResult, lift_input
 from edge.occlusion import DEFAULT_MIN_CONF
 from edge.tracking import unique_ids
@@ -38,6 +42,8 @@ if TYPE_CHECKING:
 
 # torch is imported on use (the stage is built only with --temporal), so `edge.run` / `edge.pipeline` stay torch-free.
 MODES = ("causal", "centred", "seq2seq")
+VIDEO_KINDS = ("temporal", "htp")  # checkpoint kinds `--temporal` takes (htp: edge/htp_stage.py)
+BUNDLED_HTP = Path(hipart.__file__).parent / "assets" / "htp_default.pt"  # `--temporal htp`
 
 
 def bundled_temporal_checkpoint() -> Path | None:
@@ -47,15 +53,33 @@ def bundled_temporal_checkpoint() -> Path | None:
     return bundled()
 
 
-def load_temporal(path: str | os.PathLike) -> TemporalLifter:
-    """A trained temporal lifter from its checkpoint, or the bundled one for "default" (CheckpointError otherwise)."""
+def load_video_lifter(path: str | os.PathLike) -> tuple[Any, dict[str, Any]]:
+    """(model, checkpoint metadata) of `--temporal`: "default" (the bundled temporal lifter), "htp" (the bundled HTP
+    diffusion lifter, hipart/assets/htp_default.pt) or a temporal / HTP checkpoint; CheckpointError otherwise."""
     from hipart.checkpoint import CheckpointError, load_checkpoint
 
     if str(path) == "default":
         path = bundled_temporal_checkpoint()
         if path is None:
             raise CheckpointError("this build bundles no temporal model (hipart/assets/temporal_default.pt)")
-    model, _ = load_checkpoint(path, expect_kind="temporal")
+    elif str(path) == "htp":
+        if not BUNDLED_HTP.is_file():
+            raise CheckpointError("this build bundles no HTP model (hipart/assets/htp_default.pt): give --temporal "
+                                  "PATH/htp.pt")  # fmt: skip
+        path = BUNDLED_HTP
+    model, meta = load_checkpoint(path, expect_kind=None)
+    if meta["kind"] not in VIDEO_KINDS:
+        raise CheckpointError(f"{path} holds a {meta['kind']!r} checkpoint, expected 'temporal' or 'htp'")
+    return model, meta
+
+
+def load_temporal(path: str | os.PathLike) -> TemporalLifter:
+    """A trained temporal lifter from its checkpoint, or the bundled one for "default" (CheckpointError otherwise)."""
+    from hipart.checkpoint import CheckpointError
+
+    model, meta = load_video_lifter(path)
+    if meta["kind"] != "temporal":
+        raise CheckpointError(f"{path} holds a {meta['kind']!r} checkpoint, expected 'temporal'")
     return model
 
 
@@ -82,7 +106,7 @@ class TemporalStage:
 
     def reset(self) -> None:
         """Forget the buffered frames of every track (the next frame starts a new warm-up)."""
-        self._tracks: dict[int, tuple[np.ndarray, Any, float]] = {}  # id -> x [T, N, 2], tokens [T, n, C], time
+        self._tracks: dict[int, tuple[np.ndarray, Any, float]] = {}  # id -> x [T, N, 2], frame_state [T, ...], time
         self._count: int | None = None  # untracked: the person count of the last frame
         self._key: Any = None  # seq2seq: the persons of the held chunk (track ids, or the count)
         self._t: float | None = None  # seq2seq: time of the last held frame
@@ -107,9 +131,23 @@ class TemporalStage:
     def _in_time(self, last: float | None, t: float) -> bool:
         return last is not None and last < t <= last + self.max_gap_s
 
-    def step(self, x: np.ndarray, t: float, track_ids: Sequence[int] | np.ndarray | None = None) -> np.ndarray:
-        """Push frame x [P, N, 2] taken at time t (s) for persons track_ids [P] (None: by index); return the
-        temporal 3D poses [P, 17, 3] (causal/centred)."""
+    # -- the model seam: what is buffered per frame beside x, and the window call (edge/htp_stage.py overrides) ----
+    def frame_state(self, x: Any, extra: np.ndarray | None) -> Any:
+        """Per-frame state [P, 1, ...] (torch) buffered beside x [P, 1, N, 2]: the lifter's frame tokens."""
+        return self.model.frame_tokens(x)
+
+    def lift_window(self, x: Any, state: Any) -> np.ndarray:
+        """Windows x [P, T, N, 2] + their buffered states [P, T, ...] (torch) -> the output frame's 3D [P, 17, 3]."""
+        return self.model.forward_frame(x, self.out_index, tokens=state).numpy()
+
+    def frame_extra(self, item: FrameResult) -> np.ndarray | None:
+        """Per-person data of a pipeline item that `frame_state` needs beside x (none for this lifter)."""
+        return None
+
+    def step(self, x: np.ndarray, t: float, track_ids: Sequence[int] | np.ndarray | None = None,
+             extra: np.ndarray | None = None) -> np.ndarray:  # fmt: skip
+        """Push frame x [P, N, 2] taken at time t (s) for persons track_ids [P] (None: by index), with `frame_extra`'s
+        per-person data; return the temporal 3D poses [P, 17, 3] (causal/centred)."""
         import torch
 
         n = x.shape[0]
@@ -124,14 +162,14 @@ class TemporalStage:
             ids = unique_ids(track_ids, n)
         with torch.no_grad():
             xt = torch.from_numpy(np.ascontiguousarray(x, np.float32))[:, None]  # [P, 1, N, 2]
-            tok = self.model.frame_tokens(xt)  # [P, 1, n, C]
+            tok = self.frame_state(xt, extra)  # [P, 1, ...]
             xs, toks = [], []
             for k, tid in enumerate(ids):
                 old = self._tracks.get(tid)
                 if old is None or not self._in_time(old[2], t):
                     restarted |= old is not None
                     bx = np.repeat(xt[k].numpy(), self.frames, axis=0)
-                    btok = tok[k].repeat(self.frames, 1, 1)
+                    btok = tok[k].repeat(self.frames, *(1,) * (tok.dim() - 2))
                 else:
                     bx = np.concatenate([old[0][1:], xt[k].numpy()], 0)
                     btok = torch.cat([old[1][1:], tok[k]], 0)
@@ -143,8 +181,8 @@ class TemporalStage:
                 self.drop_tracks([i for i, (_, _, s) in self._tracks.items() if not s <= t <= s + self.max_gap_s])
             if n == 0:
                 return np.zeros((0, skeleton.NUM_JOINTS, 3), np.float32)
-            out = self.model.forward_frame(torch.from_numpy(np.stack(xs)), self.out_index, tokens=torch.stack(toks))
-        return out.numpy().astype(np.float32)
+            out = self.lift_window(torch.from_numpy(np.stack(xs)), torch.stack(toks))
+        return np.asarray(out, np.float32)
 
     def lift_chunk(self, xs: list[np.ndarray]) -> list[np.ndarray]:
         """seq2seq: frames [P, N, 2] (1..T of them, one clip) -> their 3D poses, the window padded by the last frame."""
@@ -191,7 +229,7 @@ class TemporalStage:
                         self.reset()
                     ready.append(item)
                 else:
-                    item.result.pose3d = self.step(x, float(item.timestamp), ids)
+                    item.result.pose3d = self.step(x, float(item.timestamp), ids, self.frame_extra(item))
                     item.temporal = self.label
                     ready.append(item)
             item.timings["temporal"] = (time.perf_counter() - t0) * 1e3

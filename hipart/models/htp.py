@@ -70,6 +70,8 @@ class HTPConfig:
     mgptp_k: int = 3  # kNN of the mask-guided density
     condition: str = "2d"  # 2d | lifter (+ the frozen single-frame lifter's features and pose p_1)
     residual: bool = True  # condition="lifter": x0 = p_1 + a learned correction (head starts at zero)
+    restore_base: str = "interpolated"  # with MGPTP + residual: a dropped frame's p_1 is "interpolated" from the
+    # kept frames' (as H2OT) or its "own" (keeps the per-frame detail that aggressive pruning would smooth away)
     pose_scale: float = 1.0  # diffusion space = metres x pose_scale
     timesteps: int = 1000
     lifter: dict[str, Any] | None = None  # LifterConfig of the frozen single-frame lifter (condition="lifter")
@@ -78,6 +80,8 @@ class HTPConfig:
         t = self.frames
         self.keep = default_keep(t) if self.keep is None else int(self.keep)
         self.tcep_k = default_tcep_k(t) if self.tcep_k is None else int(self.tcep_k)
+        if self.restore_base not in ("interpolated", "own"):
+            raise ValueError(f"restore_base must be 'interpolated' or 'own', got {self.restore_base!r}")
         if self.condition not in CONDITIONS:
             raise ValueError(f"condition must be one of {CONDITIONS}, got {self.condition!r}")
         if t < 2 or self.dim < 2 or self.blocks < 1:
@@ -382,7 +386,7 @@ class HTPDenoiser(nn.Module):
             frames = self.config.frames
             h = self.restore(h.transpose(1, 2).reshape(b * j, n, c), self.frame_pos).view(b, j, frames, c)
             h = h.transpose(1, 2)
-            if base is not None:  # a dropped frame gets the kept frames' p_1 interpolated, not its own (as H2OT)
+            if base is not None and self.config.restore_base == "interpolated":  # the kept frames' p_1 (as H2OT)
                 base = interpolate_kept(gather_frames(base, kept), kept, self.all_frames)
         p = self.head(h)
         if base is not None:
