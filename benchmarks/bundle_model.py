@@ -20,6 +20,7 @@ from pathlib import Path
 from hipart.checkpoint import load_checkpoint, model_hash, save_checkpoint
 
 ASSETS = Path(__file__).resolve().parents[1] / "hipart" / "assets"
+KIND = {"hipart_default": "hipart", "temporal_default": "temporal", "htp_default": "htp"}
 EVAL = {  # how each bundled file is scored on the test subjects
     "hipart_default": "hipart-eval --checkpoint hipart/assets/hipart_default.pt --data data/cmu_lab --split test "
                       "--input-2d det --subsample 4",
@@ -39,11 +40,12 @@ def main() -> None:
     p.add_argument("--extra", type=Path, help="a JSON file of further sidecar fields (merged)")
     p.add_argument("--name", choices=tuple(EVAL), default="hipart_default", help="which bundled model to write")
     a = p.parse_args()
-    model, meta = load_checkpoint(a.checkpoint)
+    kind = KIND[a.name]
+    model, meta = load_checkpoint(a.checkpoint, expect_kind=kind)
     out = ASSETS / f"{a.name}.pt"
     if a.eval_json is None:
         save_checkpoint(out, model, meta.get("data_version"), {"source": str(a.checkpoint)}, half=True)
-    bundled, bmeta = load_checkpoint(out)
+    bundled, bmeta = load_checkpoint(out, expect_kind=kind)
     side = {
         "checkpoint": out.name, "size_bytes": out.stat().st_size, "model_hash": model_hash(bundled),
         "weights_dtype": "float16", "data_version": bmeta.get("data_version"),
