@@ -132,9 +132,29 @@ def test_mgptp_model_restores_all_frames_and_gathers_in_time():
     torch.manual_seed(0)
     model = HTPDenoiser(HTPConfig.small(27)).eval()
     y, t, x = torch.randn(2, 27, 17, 3), torch.tensor([10, 500]), torch.randn(2, 27, 17, 2)
-    h, kept, _ = model.encode(y, t, x)
+    h, kept, _, _ = model.encode(y, t, x)
     assert h.shape == (2, 6, 17, 32) and kept.shape == (2, 6)
     assert model(y, t, x).shape == (2, 27, 17, 3)
+
+
+def test_skip_restore_queries_carry_each_frames_own_tokens_and_own_base():
+    torch.manual_seed(0)
+    model = HTPDenoiser(HTPConfig.small(27, restore_query="skip")).eval()
+    y, t, x = torch.randn(1, 27, 17, 3), torch.tensor([10]), torch.randn(1, 27, 17, 2)
+    kept = model.kept_frames(y, t, x)[0]
+    dropped = int(next(f for f in range(27) if f not in kept.tolist()))
+    x2 = x.clone()
+    x2[0, dropped] += 0.5  # only a dropped frame's 2D changes
+    with torch.no_grad():
+        a, b = model(y, t, x), model(y, t, x2)
+    if torch.equal(model.kept_frames(y, t, x2)[0], kept):  # same selection: the change reaches that frame (skip)
+        assert (a[0, dropped] - b[0, dropped]).abs().max() > 1e-6
+    learned = HTPDenoiser(HTPConfig.small(27)).eval()
+    assert learned.encode(y, t, x)[3] is None and model.encode(y, t, x)[3].shape == (1, 27, 17, 32)
+    with pytest.raises(ValueError, match="restore_query"):
+        HTPConfig.small(27, restore_query="x")
+    with pytest.raises(ValueError, match="restore_base"):
+        HTPConfig.small(27, restore_base="x")
 
 
 def _lifter_cfg() -> dict:

@@ -48,7 +48,8 @@ def _lifter(a: argparse.Namespace) -> Lifter | MLPLifter | None:
 
 def model_config(a: argparse.Namespace, lifter: Lifter | MLPLifter | None) -> HTPConfig:
     """HTPConfig from --config (small | edge | paper | JSON file) and the explicit switches."""
-    over: dict[str, Any] = {k: getattr(a, k) for k in ("keep", "tcep_k", "mgptp_k", "sft_layers", "restore_base")
+    over: dict[str, Any] = {k: getattr(a, k) for k in ("keep", "tcep_k", "mgptp_k", "sft_layers", "restore_base",
+                                                         "restore_query")
                             if getattr(a, k) is not None}  # fmt: skip
     if a.no_tcep:
         over.update(tcep=False, sft=False)  # SFT needs TCEP's mask
@@ -166,6 +167,9 @@ def add_commands(sub: Any, data_args: Callable[[argparse.ArgumentParser], None])
     t.add_argument("--tcep-k", type=positive_int, help="TCEP's top-k neighbours per frame (default ~T/3)")
     t.add_argument("--mgptp-k", type=positive_int, help="MGPTP's kNN of the density (default 3)")
     t.add_argument("--sft-layers", type=int, help="blocks before MGPTP (SFT-MHSA ones; preset default)")
+    t.add_argument("--restore-query", choices=["learned", "skip"],
+                   help="MGPTP's restore queries: learned tokens + positions (default, as H2OT's TRA) or + each "
+                   "frame's own tokens from before the pruning")
     t.add_argument("--restore-base", choices=["interpolated", "own"],
                    help="with MGPTP and --condition lifter: a dropped frame's single-frame pose is interpolated from "
                    "the kept frames' (default, as H2OT) or its own")

@@ -70,6 +70,8 @@ class HTPConfig:
     mgptp_k: int = 3  # kNN of the mask-guided density
     condition: str = "2d"  # 2d | lifter (+ the frozen single-frame lifter's features and pose p_1)
     residual: bool = True  # condition="lifter": x0 = p_1 + a learned correction (head starts at zero)
+    restore_query: str = "learned"  # MGPTP's restore: T "learned" queries (+ positions, as H2OT's TRA) or "skip":
+    # + each frame's own tokens from before the pruning (a skip connection, so a dropped frame keeps its detail)
     restore_base: str = "interpolated"  # with MGPTP + residual: a dropped frame's p_1 is "interpolated" from the
     # kept frames' (as H2OT) or its "own" (keeps the per-frame detail that aggressive pruning would smooth away)
     pose_scale: float = 1.0  # diffusion space = metres x pose_scale
@@ -80,6 +82,8 @@ class HTPConfig:
         t = self.frames
         self.keep = default_keep(t) if self.keep is None else int(self.keep)
         self.tcep_k = default_tcep_k(t) if self.tcep_k is None else int(self.tcep_k)
+        if self.restore_query not in ("learned", "skip"):
+            raise ValueError(f"restore_query must be 'learned' or 'skip', got {self.restore_query!r}")
         if self.restore_base not in ("interpolated", "own"):
             raise ValueError(f"restore_base must be 'interpolated' or 'own', got {self.restore_base!r}")
         if self.condition not in CONDITIONS:
@@ -342,9 +346,10 @@ class HTPDenoiser(nn.Module):
 
     # -- forward ----------------------------------------------------------------------------------------------------
     def encode(self, y_t: torch.Tensor, t: torch.Tensor, x: torch.Tensor, features: torch.Tensor | None = None
-               ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:  # fmt: skip
+               ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:  # fmt: skip
         """Blocks up to the final LayerNorm -> (tokens [B, n, 17, C], MGPTP's kept frames [B, n] or None without
-        MGPTP, the residual base p_1 [B, T, 17, 3] (diffusion space) or None)."""
+        MGPTP, the residual base p_1 [B, T, 17, 3] (diffusion space) or None, the tokens before MGPTP [B, T, 17, C]
+        when the restore queries take them (restore_query="skip") or None)."""
         cfg = self.config
         b, frames, j = y_t.shape[:3]
         c = cfg.dim
@@ -361,10 +366,12 @@ class HTPDenoiser(nn.Module):
             h, mask = self.tcep(h)
         h = h + self.time_mlp(t)[:, None, None] + self.frame_pos[:, None]
         bias = sft_bias(mask) if cfg.sft else None
-        kept = None
+        kept = skip = None
         for i in range(cfg.blocks):
             if self.restore is not None and i == cfg.sft_layers:
                 kept = mgptp_select(h, mask, cfg.keep, cfg.mgptp_k)
+                if cfg.restore_query == "skip":
+                    skip = h
                 h = gather_frames(h, kept)
             n = h.shape[1]
             ht = h.transpose(1, 2).reshape(b * j, n, c)
@@ -373,18 +380,21 @@ class HTPDenoiser(nn.Module):
             else:
                 ht = self.temporal[i](ht)
             h = self.spatial[i + 1](ht.view(b, j, n, c).transpose(1, 2).reshape(b * n, j, c)).view(b, n, j, c)
-        return self.norm(h), kept, base
+        return self.norm(h), kept, base, skip
 
     def forward(self, y_t: torch.Tensor, t: torch.Tensor, x: torch.Tensor, features: torch.Tensor | None = None
                 ) -> torch.Tensor:  # fmt: skip
         """Predicted clean pose x0 [B, T, 17, 3] (diffusion space, root-relative) from noisy y_t [B, T, 17, 3],
         timesteps t [B], the 2D input x [B, T, N, 2] (its first 17 points are x_s) and, for condition='lifter',
         `lifter_features(x)` (computed here when not given)."""
-        h, kept, base = self.encode(y_t, t, x, features)
+        h, kept, base, skip = self.encode(y_t, t, x, features)
         if kept is not None:  # TRA: T learnable queries + frame positions attend to the n kept tokens of each joint
             b, n, j, c = h.shape
             frames = self.config.frames
-            h = self.restore(h.transpose(1, 2).reshape(b * j, n, c), self.frame_pos).view(b, j, frames, c)
+            pos = self.frame_pos
+            if skip is not None:  # [B, T, 17, C] -> per joint sequence [B * 17, T, C]
+                pos = pos + skip.transpose(1, 2).reshape(b * j, frames, c)
+            h = self.restore(h.transpose(1, 2).reshape(b * j, n, c), pos).view(b, j, frames, c)
             h = h.transpose(1, 2)
             if base is not None and self.config.restore_base == "interpolated":  # the kept frames' p_1 (as H2OT)
                 base = interpolate_kept(gather_frames(base, kept), kept, self.all_frames)

@@ -26,11 +26,13 @@ class TokenRecoveryAttention(nn.Module):
         self.attn = Attention(dim, heads, dropout)
 
     def forward(self, kept: torch.Tensor, pos: torch.Tensor, frames: torch.Tensor | None = None) -> torch.Tensor:
-        """kept [B', r, C] tokens, pos [T, C] temporal positions -> recovered [B', T, C] (or only `frames`)."""
+        """kept [B', r, C] tokens, pos [T, C] temporal positions (or [B', T, C]: per-sequence query inputs, e.g.
+        positions + the tokens before pruning) -> recovered [B', T, C] (or only `frames`)."""
         q_in = self.queries + pos
         if frames is not None:
-            q_in = q_in.index_select(0, frames)
-        q_in = q_in.unsqueeze(0).expand(kept.shape[0], -1, -1)
+            q_in = q_in.index_select(-2, frames)
+        if q_in.dim() == 2:
+            q_in = q_in.unsqueeze(0).expand(kept.shape[0], -1, -1)
         a = self.attn
         d = q_in.shape[-1]
         w, bias = a.qkv.weight, a.qkv.bias
