@@ -9,7 +9,8 @@ Two kinds of deployment:
 - `TemporalShard` (`--temporal`, S deployments named temporal-0..S-1, one replica each): the causal temporal stage's
   ring buffers, one `TemporalStage` per stream id. A stream lives on shard crc32(stream_id) % S only, so its state
   is in exactly one place; a shard that restarts has lost its buffers and its streams warm up again. Streams idle
-  for `--stream-timeout` seconds are dropped.
+  for `--stream-timeout` seconds are dropped. A frame sent again with the stream's last timestamp (a client's retry)
+  is answered as that frame was and not pushed twice, so retrying a /v1/lift with the same timestamp is safe.
 
 The backend is built by `edge.run.build_runtime`, the builder hipart-run uses, with the same model flags.
 """
@@ -49,6 +50,10 @@ log = logging.getLogger("hipart.serve")
 
 INFER_PATH, LIFT_PATH, HEALTH_PATH = "/v1/infer", "/v1/lift", "/v1/health"
 SHARD_WAIT_S = 60.0  # how long a request waits for a restarting temporal shard before it is answered without it
+# How long the ingress waits for a request's body. Serve's proxy re-sends a request whose replica died as it took it
+# to another replica, but without the body it already handed over: without this limit that request would hang until
+# the client gives up (seen with Ray 2.60 when an ingress replica was killed); with it, it gets a 503 to retry.
+BODY_WAIT_S = 10.0
 MAX_STREAM_ID = 256  # characters
 SERVE_BATCHES = 16  # Serve batches of one replica that may wait for the backend at once (merged into one call)
 
@@ -257,13 +262,19 @@ class _Stream:
     stage: TemporalStage  # this stream's ring buffer
     frames: int = 0  # real frames in the window since the last (re)start: < T means warm-up
     seen: float = 0.0  # server clock of the last frame (for --stream-timeout)
+    last_t: float | None = None  # timestamp of the last frame pushed
+    last: tuple[np.ndarray, str] | None = None  # what that frame was answered (given again to a repeat of it)
 
 
 class StreamBuffers:
     """The causal temporal stage per stream id: one `TemporalStage` (one ring buffer) each, dropped when idle.
 
     One stage per stream, not one stage keyed by track: each stream keeps its own clock (timestamps from different
-    clients are not comparable), so a stream's output equals that stream sent alone."""
+    clients are not comparable), so a stream's output equals that stream sent alone.
+
+    Idempotent per timestamp: a frame whose timestamp equals the stream's last one is a repeat of that frame (a
+    client retrying after a lost answer, or an ingress retrying a shard call): it is not pushed again, and it gets
+    the answer that frame got. Pushing it would restart the buffer (time not moving forward)."""
 
     def __init__(self, model: TemporalLifter, min_conf: float = DEFAULT_MIN_CONF, max_gap_s: float = 0.5,
                  timeout_s: float = 60.0, clock: Callable[[], float] = time.monotonic):  # fmt: skip
@@ -271,14 +282,21 @@ class StreamBuffers:
         self.timeout_s, self.clock = timeout_s, clock
         self.streams: dict[str, _Stream] = {}
         self.expired = 0
+        self.repeats = 0  # repeated frames answered from the stream's last result
 
     def step(self, items: Sequence[StreamFrame]) -> list[tuple[np.ndarray, str]]:
-        """Push each frame into its stream's buffer, in order -> (temporal 3D [17,3] m, "ok" | "warmup") each."""
+        """Push each frame into its stream's buffer, in order -> (temporal 3D [17,3] m, "ok" | "warmup") each. A
+        repeat of a stream's last frame (the same timestamp) is answered as that frame was, its buffer untouched."""
         now = self.clock()
         self.expire(now)
         out = []
         for it in items:
             s = self.streams.get(it.stream_id)
+            if s is not None and s.last is not None and it.timestamp == s.last_t:
+                s.seen = now
+                self.repeats += 1
+                out.append(s.last)
+                continue
             if s is None:
                 s = self.streams[it.stream_id] = _Stream(TemporalStage(self.model, "causal", self.min_conf,
                                                                        self.max_gap_s))  # fmt: skip
@@ -286,8 +304,9 @@ class StreamBuffers:
             x = s.stage.hierarchical_input(it.x_s[None], it.dense[None], it.fine[None])
             pose = s.stage.step(x, it.timestamp)[0]
             s.frames = 1 if s.stage.resets > resets or s.frames == 0 else min(s.frames + 1, s.stage.frames)
-            s.seen = now
-            out.append((pose, "ok" if s.frames >= s.stage.frames else "warmup"))
+            s.seen, s.last_t = now, it.timestamp
+            s.last = (pose, "ok" if s.frames >= s.stage.frames else "warmup")
+            out.append(s.last)
         return out
 
     def expire(self, now: float | None = None) -> list[str]:
@@ -397,7 +416,11 @@ class Ingress:
                                f"{self.opts.max_queue}); retry later")  # fmt: skip
         self.pending += 1
         try:
-            body = await request.body()
+            try:
+                body = await asyncio.wait_for(request.body(), BODY_WAIT_S)
+            except TimeoutError:
+                return _error(503, f"the request's body did not arrive within {BODY_WAIT_S:g} s (the replica that "
+                                   "first took the request died?); retry it")  # fmt: skip
             try:
                 job = self._job(path, body, arrived)
             except RequestError as e:
@@ -567,7 +590,8 @@ def start(opts: ServeOptions, say: Callable[[str], None] = log.info, verbose: bo
         else:
             cpus = max(os.cpu_count() or 1, math.ceil(opts.reserved_cpus()))
             ray.init(num_cpus=cpus, include_dashboard=False, logging_level=level, log_to_driver=verbose)
-            say(f"started a local Ray instance with {cpus} CPUs")
+            # the address lets tools join this instance (benchmarks/serve_load.py --chaos --ray-address ADDRESS)
+            say(f"started a local Ray instance with {cpus} CPUs at {ray.get_runtime_context().gcs_address}")
     serve.start(http_options=HTTPOptions(host=opts.host, port=opts.port), logging_config=quiet)
     try:
         handle = serve.run(build_app(opts), name=opts.app_name, route_prefix="/", logging_config=quiet)

@@ -7,6 +7,7 @@ import asyncio
 import http.client
 import json
 import socket
+import threading
 import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
@@ -112,6 +113,24 @@ def test_stream_buffers_warm_up_restart_and_expire():
     assert buf.expire() == ["a"] and list(buf.streams) == ["b"]
 
 
+def test_a_repeated_frame_is_answered_as_before_and_not_pushed_again():
+    buf = StreamBuffers(temporal_model(), max_gap_s=0.5)
+    ref = StreamBuffers(temporal_model(), max_gap_s=0.5)  # the same frames, each sent once
+    g = np.random.default_rng(1)
+    frames = [StreamFrame("a", *(g.normal(0, 0.3, (n, 2)).astype(np.float32) for n in (17, 48, 96)), k / 30)
+              for k in range(T + 2)]  # fmt: skip
+    for f in frames:
+        want = ref.step([f])[0]
+        first = buf.step([f])[0]
+        again = buf.step([f])[0]  # a client's retry after a lost answer: the same timestamp
+        other = buf.step([StreamFrame("a", f.x_s + 1, f.dense, f.fine, f.timestamp)])[0]  # the same time: a repeat
+        for got in (first, again, other):
+            assert got[1] == want[1]
+            np.testing.assert_allclose(got[0], want[0], atol=1e-6)
+    assert [buf.step([f])[0][1] for f in frames[:1]] == ["warmup"]  # an older timestamp still restarts the buffer
+    assert buf.repeats == 2 * len(frames) and buf.streams["a"].stage.resets == 1
+
+
 def test_shard_of_is_stable_and_spread():
     assert serving.shard_of("camera-1/person-3", 4) == serving.shard_of("camera-1/person-3", 4)
     assert len({serving.shard_of(f"s{i}", 4) for i in range(64)}) == 4
@@ -184,6 +203,22 @@ def test_a_full_replica_answers_503_and_unknown_routes_404():
     assert call("POST", "/v2/lift")[0] == 404 and call("PUT", "/v1/infer")[0] == 405
 
 
+def test_a_request_whose_body_never_arrives_is_503_not_a_hang(monkeypatch):
+    from starlette.requests import Request
+
+    ingress = object.__new__(serving.Ingress)  # only its routing: no backend needed
+    ingress.opts, ingress.pending = ServeOptions(), 0
+    monkeypatch.setattr(serving, "BODY_WAIT_S", 0.05)
+
+    async def never() -> dict:  # Serve re-sent the request from a dead replica, without its body
+        await asyncio.sleep(3600)
+        return {}
+
+    scope = {"type": "http", "method": "POST", "path": "/v1/lift", "headers": [], "query_string": b""}
+    resp = asyncio.run(ingress(Request(scope, never)))
+    assert resp.status_code == 503 and "did not arrive" in json.loads(resp.body)["error"] and ingress.pending == 0
+
+
 def test_cli_help_and_refusals(capsys):
     with pytest.raises(SystemExit) as e:
         cli_serve.main(["--help"])
@@ -234,7 +269,7 @@ def _free_port() -> int:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     ckpt = str(save_checkpoint(tmp_path_factory.mktemp("serve") / "temporal.pt", temporal_model()))
-    opts = ServeOptions(backend="torch", random_weights="tiny", threads=1, num_cpus=0.5, max_batch_size=8,
+    opts = ServeOptions(backend="torch", random_weights="tiny", threads=1, num_cpus=0.5, replicas=2, max_batch_size=8,
                         batch_wait_timeout_s=0.05, max_persons_per_request=8, max_queue=64, temporal=ckpt,
                         temporal_shards=2, shard_cpus=0.25, app_name="hipart-test", port=_free_port())  # fmt: skip
     try:
@@ -355,6 +390,86 @@ def test_a_killed_shard_restarts_its_streams_and_loses_no_request(server, walk_p
     _same(answers[r:], _stream(server, walk_px, _ids_on(0, "fresh"), range(r, n)))  # no other stream's state in it
     other_after = _stream(server, walk_px, other, range(T + 1, T + 3), 40.0)
     assert other_before[-1]["status"] == "ok" and [p["status"] for p in other_after] == ["ok", "ok"]  # unharmed
+
+
+def _lift_with_one_retry(server: Server, body: dict, failures: list[str]) -> dict:
+    """One /v1/lift frame, sent again once (the same body: the same timestamp) if the first try fails."""
+    for attempt in (0, 1):
+        conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)  # < --stream-timeout (60 s)
+        try:
+            conn.request("POST", "/v1/lift", json.dumps(body).encode(), {"Content-Type": "application/json"})
+            resp = conn.getresponse()
+            status, payload = resp.status, resp.read()
+        except (OSError, http.client.HTTPException) as e:  # the connection broke
+            status, payload = None, f"{type(e).__name__}: {e}".encode()
+        finally:
+            conn.close()
+        if status == 200:
+            return json.loads(payload)["persons"][0]
+        failures.append(f"{body['stream_id']} t={body['timestamp']:.3f} try {attempt}: {status} {payload[:80]!r}")
+        assert status in (None, 500, 503), failures[-1]  # the replica died under it, or none could take it
+        time.sleep(0.2)
+    raise AssertionError(f"no answer after one retry: {failures[-2:]}")
+
+
+def test_a_killed_ingress_replica_fails_over_and_no_stream_reads_another_state(server, walk_px):
+    import ray
+    from ray import serve
+
+    prefix = f"SERVE_REPLICA::{server.opts.app_name}#ingress#"
+
+    def replicas() -> list[str]:
+        named = ray.util.list_named_actors(all_namespaces=True)
+        return sorted(a["name"] for a in named if a["name"].startswith(prefix))
+
+    assert len(replicas()) == 2
+    streams = {_ids_on(0, "failover"): 0.0, _ids_on(1, "failover"): 40.0}  # one stream on each shard
+    answers: dict[str, list[dict]] = {sid: [] for sid in streams}
+    failures: list[str] = []
+    killed = threading.Event()
+    busy = dict.fromkeys(streams, False)  # a request of the stream in flight
+
+    def send(sid: str, shift: float) -> None:  # frames in order, until 2 T frames after the kill
+        k, last = 0, 300
+        while k < last:
+            if killed.is_set() and last == 300:
+                last = k + 2 * T
+            body = {"width": W, "height": H, "keypoints": [(walk_px[k % len(walk_px)] + shift).tolist()],
+                    "stream_id": sid, "timestamp": k / 30}  # fmt: skip
+            busy[sid] = True
+            answers[sid].append(_lift_with_one_retry(server, body, failures))
+            busy[sid] = False
+            k += 1
+
+    with ThreadPoolExecutor(2) as pool:
+        sent = [pool.submit(send, sid, shift) for sid, shift in streams.items()]
+        victim = replicas()[0]
+        while (min(len(a) for a in answers.values()) < T or not all(busy.values())) and not any(f.done() for f in sent):
+            time.sleep(0.001)  # until both streams have a request in flight (each on either replica)
+        ray.kill(ray.get_actor(victim, namespace="serve"), no_restart=True)  # Serve's documented fault drill
+        killed.set()
+        for f in sent:
+            f.result()
+    # every frame answered (after at most one retry), each with its own stream's state: the same stream replayed
+    # alone from a fresh buffer gives the same statuses and temporal 3D, frame by frame
+    for (sid, shift), fresh in zip(streams.items(), ("replay-a", "replay-b"), strict=True):
+        got = answers[sid]
+        assert [p["stream_id"] for p in got] == [sid] * len(got) and len(got) > 2 * T
+        alone = [_lift_with_one_retry(server, {"width": W, "height": H, "stream_id": fresh, "timestamp": k / 30,
+                                               "keypoints": [(walk_px[k % len(walk_px)] + shift).tolist()]}, [])
+                 for k in range(len(got))]  # fmt: skip
+        _same(got, alone)
+    a, b = (answers[sid][-1]["pose3d_temporal"] for sid in streams)
+    assert not np.allclose(a, b)  # the two streams' states differ, so a mix-up would show
+    deadline = time.monotonic() + 60  # Serve replaces the killed replica
+    while time.monotonic() < deadline:
+        ingress = serve.status().applications[server.opts.app_name].deployments["ingress"]
+        if ingress.replica_states.get("RUNNING") == 2 and victim not in replicas() and len(replicas()) == 2:
+            break
+        time.sleep(0.5)
+    else:
+        raise AssertionError(f"no replacement for {victim}: {replicas()}")
+    print(f"ingress replica killed; failed tries, each answered on its retry: {failures}")
 
 
 def test_malformed_requests_are_400_and_the_server_keeps_serving(server, walk_px):
