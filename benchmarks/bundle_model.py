@@ -39,12 +39,18 @@ def main() -> None:
     p.add_argument("--eval-json", type=Path, help="hipart-eval --json of the bundled file on the test subjects")
     p.add_argument("--extra", type=Path, help="a JSON file of further sidecar fields (merged)")
     p.add_argument("--name", choices=tuple(EVAL), default="hipart_default", help="which bundled model to write")
+    p.add_argument("--deploy", metavar="H,K", help="htp_default: the deployed hypotheses and DDIM steps (stored in the "
+                   "checkpoint: hipart-run --temporal htp uses them)")
     a = p.parse_args()
     kind = KIND[a.name]
     model, meta = load_checkpoint(a.checkpoint, expect_kind=kind)
     out = ASSETS / f"{a.name}.pt"
     if a.eval_json is None:
-        save_checkpoint(out, model, meta.get("data_version"), {"source": str(a.checkpoint)}, half=True)
+        extra: dict = {"source": str(a.checkpoint)}
+        if a.deploy:
+            h, k = (int(v) for v in a.deploy.split(","))
+            extra["deploy"] = {"hypotheses": h, "steps": k}
+        save_checkpoint(out, model, meta.get("data_version"), extra, half=True)
     bundled, bmeta = load_checkpoint(out, expect_kind=kind)
     side = {
         "checkpoint": out.name, "size_bytes": out.stat().st_size, "model_hash": model_hash(bundled),

@@ -12,6 +12,7 @@ ROWS = (  # file stem (without _test_hHkK.json), label
     ("htp_tcep_sft", "+ TCEP + SFT-MHSA"),
     ("htp_tcep_mgptp", "+ TCEP + MGPTP (dense temporal attention)"),
     ("htp_full", "**HTP** (TCEP + SFT-MHSA + MGPTP)"),
+    ("htp_full_learned", "HTP with H2OT's restore (learned queries, interpolated base)"),
 )
 
 

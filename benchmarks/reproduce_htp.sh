@@ -24,11 +24,14 @@ for spec in "unpruned --prune none" "tps_tri --prune tps --recover tri"; do
   hipart-temporal eval --checkpoint "$R/$name/temporal.pt" --data "$DATA" --split test --camera 0 \
     --feature-cache "$R/features" "${single[@]}" --no-progress --json "$OUT/htp_${name}_test.json"
 done
-# HTP: the paper's Table XI progression (baseline = unpruned D3DP-style denoiser), MGPTP after 1 of 4 blocks, n = 4
+# HTP: the paper's Table XI progression (baseline = unpruned D3DP-style denoiser), MGPTP after 1 of 4 blocks, n = 4,
+# its restore queries with each frame's own pre-pruning tokens and the frame's own single-frame pose as the base
+# (full_learned: H2OT's restore instead, learned queries + interpolated base, for comparison)
 common=(--data "$DATA" --frames 27 --config small --camera 0 --condition lifter --lifter-from "$HIP"
         --feature-cache "$R/features" --sft-layers 1 --keep 4 --epochs 100 --minutes "$MIN" --lr 1e-3 --no-progress --resume)
-for spec in "htp_full" "baseline --no-tcep --no-mgptp" "tcep --no-sft --no-mgptp" "tcep_sft --no-mgptp" \
-            "tcep_mgptp --no-sft"; do
+skip=(--restore-query skip --restore-base own)
+for spec in "full ${skip[*]}" "baseline --no-tcep --no-mgptp" "tcep --no-sft --no-mgptp" "tcep_sft --no-mgptp" \
+            "tcep_mgptp --no-sft ${skip[*]}" "full_learned"; do
   set -- $spec; name=$1; shift
   want "$name" || continue
   hipart-temporal htp-train --out "$R/htp_$name" "${common[@]}" "$@"
