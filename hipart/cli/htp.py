@@ -16,7 +16,7 @@ import torch
 from hipart import skeleton
 from hipart.checkpoint import bundled_checkpoint, load_checkpoint, save_checkpoint
 from hipart.cli.arg_types import positive_float, positive_int
-from hipart.cli.train import data_version
+from hipart.cli.train import record_run
 from hipart.data.sequences import PoseWindows
 from hipart.models.htp import HTPConfig, HTPDenoiser, htp_cost
 from hipart.models.lifter import Lifter, MLPLifter
@@ -85,11 +85,7 @@ def train(a: argparse.Namespace) -> int:
     recipe = HTPRecipe(lr=a.lr, weight_decay=a.weight_decay, batch_size=a.batch_size, epochs=a.epochs,
                        lambda_vel=a.lambda_vel)  # fmt: skip
     loop = LoopConfig(seed=a.seed, max_steps=a.max_steps, device=a.device, progress=not a.no_progress)
-    version = data_version(a.data)
-    a.out.mkdir(parents=True, exist_ok=True)
-    args = {k: str(v) for k, v in vars(a).items() if k != "func"}
-    (a.out / "htp_config.json").write_text(json.dumps({"model": cfg.to_dict(), "args": args,
-                                                       "data_version": version}, indent=1))  # fmt: skip
+    version, args = record_run(a, cfg, "htp")
     trained = sum(p.numel() for p in model.parameters() if p.requires_grad)
     print(f"[htp] {describe(cfg)}: {len(data)} windows of {cfg.frames} frames ({len(data.rows)} frames); "
           f"{trained} trained parameters")  # fmt: skip

@@ -20,7 +20,7 @@ from hipart.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from hipart.cli import htp
 from hipart.cli.arg_types import positive_float, positive_int
 from hipart.cli.guard import exit_codes, interruptible, is_dataset_dir, run_guarded
-from hipart.cli.train import data_version
+from hipart.cli.train import record_run
 from hipart.data.sequences import PoseWindows
 from hipart.models.lifter import Lifter
 from hipart.models.temporal import TemporalConfig, TemporalLifter, default_schedule
@@ -98,11 +98,7 @@ def train(a: argparse.Namespace) -> int:
     data = _windows(a, model, "train", stride)
     recipe = TemporalRecipe(lr=a.lr, batch_size=a.batch_size, epochs=a.epochs, lambda_vel=a.lambda_vel)
     loop = LoopConfig(seed=a.seed, max_steps=a.max_steps, device=a.device, progress=not a.no_progress)
-    version = data_version(a.data)
-    a.out.mkdir(parents=True, exist_ok=True)
-    args = {k: str(v) for k, v in vars(a).items() if k != "func"}
-    (a.out / "temporal_config.json").write_text(json.dumps({"model": cfg.to_dict(), "args": args,
-                                                            "data_version": version}, indent=1))  # fmt: skip
+    version, args = record_run(a, cfg, "temporal")
     print(f"[temporal] {len(data)} windows of {cfg.frames} frames ({len(data.rows)} frames, {len(data.runs)} "
           f"clip-camera runs); {sum(p.numel() for p in model.parameters() if p.requires_grad)} trained parameters"
           + (f" on the frozen single-frame lifter of {a.lifter_from}" if a.lifter_from else ""))  # fmt: skip

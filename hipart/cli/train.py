@@ -10,6 +10,7 @@ import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -40,6 +41,17 @@ STAGES = ("tokenizer", "generator", "lifter", "all", "assemble")
 def data_version(root: Path) -> str:
     """Content version of a built dataset: hash of its manifest (which lists every array's sha256)."""
     return "sha256:" + hashlib.sha256((root / "manifest.json").read_bytes()).hexdigest()[:16]
+
+
+def record_run(a: argparse.Namespace, cfg: Any, name: str) -> tuple[str, dict[str, str]]:
+    """Create run folder a.out and write `<name>_config.json` (model config, CLI args, data version of a.data) ->
+    (data version, args as strings) for the checkpoint's metadata."""
+    version = data_version(a.data)
+    a.out.mkdir(parents=True, exist_ok=True)
+    args = {k: str(v) for k, v in vars(a).items() if k != "func"}
+    (a.out / f"{name}_config.json").write_text(json.dumps({"model": cfg.to_dict(), "args": args,
+                                                           "data_version": version}, indent=1))  # fmt: skip
+    return version, args
 
 
 def load_config(spec: str, lifter_input: str) -> HiPARTConfig:

@@ -30,7 +30,7 @@ from hipart.models.blocks import TransformerBlock
 from hipart.models.complexity import count_flops, count_params
 from hipart.models.config import LifterConfig
 from hipart.models.diffusion import GaussianDiffusion, jpma, sample
-from hipart.models.lifter import Lifter, MLPLifter, build_lifter
+from hipart.models.lifter import FrozenLifterStage, build_lifter
 from hipart.models.token_pruning import gather_frames
 from hipart.models.token_recovery import TokenRecoveryAttention, interpolate_kept
 
@@ -282,7 +282,7 @@ class SinusoidalEmbedding(nn.Module):
         return torch.cat([e.sin(), e.cos()], -1)
 
 
-class HTPDenoiser(nn.Module):
+class HTPDenoiser(FrozenLifterStage):
     """D3DP-style x0 denoiser with TCEP, SFT-MHSA and MGPTP (+ TRA restore); see the module docstring."""
 
     def __init__(self, cfg: HTPConfig | None = None):
@@ -317,32 +317,6 @@ class HTPDenoiser(nn.Module):
     def residual(self) -> bool:
         """True when x0 = p_1 + correction (condition='lifter' with `residual`)."""
         return self.lifter is not None and self.config.residual
-
-    # -- frozen single-frame lifter (the TemporalLifter interface: attach_lifter_features works unchanged) ----------
-    def train(self, mode: bool = True) -> HTPDenoiser:
-        """nn.Module.train; the frozen single-frame lifter stays in eval mode."""
-        super().train(mode)
-        if self.lifter is not None:
-            self.lifter.eval()
-        return self
-
-    def load_lifter(self, lifter: Lifter | MLPLifter) -> HTPDenoiser:
-        """Copy a trained single-frame lifter's weights into the frozen condition stage."""
-        if self.lifter is None:
-            raise ValueError("this HTP model has no single-frame lifter (condition != 'lifter')")
-        self.lifter.load_state_dict(lifter.state_dict())
-        return self
-
-    @property
-    def lifter_channels(self) -> int:
-        """Channels of `lifter_features`: the lifter's joint features + its 3D pose (0 without a lifter)."""
-        return 0 if self.lifter is None else self.lifter.config.dim + 3
-
-    def lifter_features(self, x: torch.Tensor) -> torch.Tensor:
-        """The frozen lifter on every frame: x [B, T, N, 2] -> [B, T, 17, D + 3] (features, then its pose p_1)."""
-        b, t, n, _ = x.shape
-        f = self.lifter.joint_features(x.reshape(b * t, n, 2))
-        return torch.cat([f, self.lifter.head(f)], -1).view(b, t, self.config.num_joints, self.lifter_channels)
 
     # -- forward ----------------------------------------------------------------------------------------------------
     def encode(self, y_t: torch.Tensor, t: torch.Tensor, x: torch.Tensor, features: torch.Tensor | None = None

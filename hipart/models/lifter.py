@@ -95,3 +95,35 @@ class MLPLifter(nn.Module):
 def build_lifter(cfg: LifterConfig) -> Lifter | MLPLifter:
     """The lifter `cfg.kind` names."""
     return MLPLifter(cfg) if cfg.kind == "mlp" else Lifter(cfg)
+
+
+class FrozenLifterStage(nn.Module):
+    """Base of the video lifters built on a frozen single-frame lifter (`self.lifter`, None without one)."""
+
+    lifter: Lifter | MLPLifter | None
+
+    def train(self, mode: bool = True) -> FrozenLifterStage:
+        """nn.Module.train; the frozen single-frame lifter stays in eval mode (no dropout)."""
+        super().train(mode)
+        if self.lifter is not None:
+            self.lifter.eval()
+        return self
+
+    def load_lifter(self, lifter: Lifter | MLPLifter) -> FrozenLifterStage:
+        """Copy a trained single-frame lifter's weights into the frozen per-frame stage."""
+        if self.lifter is None:
+            raise ValueError(f"this {type(self).__name__} has no single-frame lifter stage")
+        self.lifter.load_state_dict(lifter.state_dict())
+        return self
+
+    @property
+    def lifter_channels(self) -> int:
+        """Channels of `lifter_features`: the lifter's joint features + its 3D pose (0 without a lifter stage)."""
+        return 0 if self.lifter is None else self.lifter.config.dim + 3
+
+    def lifter_features(self, x: torch.Tensor) -> torch.Tensor:
+        """The frozen single-frame lifter on every frame: x [B, t, N, 2] -> [B, t, 17, D + 3] (its 17 joint features
+        and, in the last 3 channels, its own 3D pose). Training caches these per frame."""
+        b, t, n, _ = x.shape
+        f = self.lifter.joint_features(x.reshape(b * t, n, 2))
+        return torch.cat([f, self.lifter.head(f)], -1).view(b, t, self.config.num_joints, self.lifter_channels)

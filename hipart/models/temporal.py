@@ -25,7 +25,7 @@ from torch import nn
 from hipart import skeleton
 from hipart.models.blocks import TransformerBlock, joint_projection
 from hipart.models.config import LifterConfig
-from hipart.models.lifter import Lifter, MLPLifter, build_lifter
+from hipart.models.lifter import FrozenLifterStage, build_lifter
 from hipart.models.token_pruning import (
     PRUNING_STRATEGIES,
     attention_received,
@@ -171,7 +171,7 @@ class TemporalConfig:
         return cls(**d)
 
 
-class TemporalLifter(nn.Module):
+class TemporalLifter(FrozenLifterStage):
     """Spatio-temporal transformer lifter with hierarchical token pruning and recovery (H2OT on MixSTE)."""
 
     def __init__(self, cfg: TemporalConfig | None = None):
@@ -230,32 +230,6 @@ class TemporalLifter(nn.Module):
         self.register_buffer("tri_weight", w, persistent=False)
 
     # -- backbone ------------------------------------------------------------------------------------------
-    def train(self, mode: bool = True) -> TemporalLifter:
-        """nn.Module.train; the frozen single-frame lifter stays in eval mode (no dropout)."""
-        super().train(mode)
-        if self.lifter is not None:
-            self.lifter.eval()
-        return self
-
-    def load_lifter(self, lifter: Lifter | MLPLifter) -> TemporalLifter:
-        """Copy a trained single-frame lifter's weights into the frozen per-frame stage (reduction='lifter')."""
-        if self.lifter is None:
-            raise ValueError("this temporal model has no single-frame lifter stage (reduction != 'lifter')")
-        self.lifter.load_state_dict(lifter.state_dict())
-        return self
-
-    @property
-    def lifter_channels(self) -> int:
-        """Channels of `lifter_features`: the lifter's joint features + its 3D pose (0 without a lifter stage)."""
-        return 0 if self.lifter is None else self.lifter.config.dim + 3
-
-    def lifter_features(self, x: torch.Tensor) -> torch.Tensor:
-        """The frozen single-frame lifter on every frame: x [B, t, N, 2] -> [B, t, 17, D + 3] (its 17 joint features
-        and, in the last 3 channels, its own 3D pose). Training caches these per frame."""
-        b, t, n, _ = x.shape
-        f = self.lifter.joint_features(x.reshape(b * t, n, 2))
-        return torch.cat([f, self.lifter.head(f)], -1).view(b, t, self.config.num_joints, self.lifter_channels)
-
     def frame_tokens(self, x: torch.Tensor, features: torch.Tensor | None = None) -> torch.Tensor:
         """Per-frame stage, independent of the frame's place in the window: embedding, spatial block 0 and (when
         reduce_after == 0) the 161 -> 17 reduction: x [B, t, N, 2] -> [B, t, n, C]. Streaming caches it per frame.
