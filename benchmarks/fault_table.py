@@ -43,6 +43,7 @@ SAMPLE_KP = ROOT / "edge" / "assets" / "sample_walk.npz"
 SAMPLE_VIDEO = ROOT / "edge" / "assets" / "sample_walk.mp4"
 BUNDLED_PT = ROOT / "hipart" / "assets" / "hipart_default.pt"
 TEMPORAL_PT = ROOT / "hipart" / "assets" / "temporal_default.pt"
+HTP_PT = ROOT / "hipart" / "assets" / "htp_default.pt"
 BVH_DIR = ROOT.parent / "shared" / "data" / "cmu_bvh"
 TRACEBACK = "Traceback (most recent call last)"
 CLASSES = ("clear-error", "graceful", "ok", "raw-traceback", "hang", "silent-wrong", "lost-output", "skipped")
@@ -775,6 +776,30 @@ def other_cases() -> list[Case]:
                                                "{d}/c.npz", "--no-progress"], "error",
              setup=chain(write_bytes("c.pt", os.urandom(999)), mkdirs("ds"), write_bytes("ds/manifest.json", b"{}"))),
         Case("temporal-no-subcommand", [*tp], "error"),
+    ]
+
+    # session 6: hipart-serve, the edge client, the Triton repository, HTP
+    srv = ["hipart-serve", "--port", "1", "--backend", "torch", "--random-weights", "tiny"]
+    c += [
+        Case("serve-replicas-0", [*srv, "--replicas", "0"], "error"),
+        Case("serve-max-batch-text", [*srv, "--max-batch-size", "many"], "error"),
+        Case("serve-temporal-garbage", [*srv, "--temporal", "{d}/t.pt"], "error",
+             setup=write_bytes("t.pt", os.urandom(500)), timeout=120),
+        Case("serve-flag-unknown", [*srv, "--frobnicate"], "error"),
+        Case("run-server-unreachable", [*RUN[:1], *KP, "--server", "http://127.0.0.1:9", "--poses", "{d}/o.jsonl"],
+             "error", unchanged=("o.jsonl",), setup=write_bytes("o.jsonl", b'{"precious": 1}\n')),
+        Case("run-server-not-loopback-url", [*RUN[:1], *KP, "--server", "banana://x"], "error"),
+        Case("run-server-with-checkpoint", [*RUN[:1], *KP, "--server", "http://127.0.0.1:9", "--checkpoint",
+                                            str(BUNDLED_PT)], "error"),
+        Case("run-temporal-htp-bad-h", [*RUN, *KP, "--temporal", "htp", "--htp-hypotheses", "0"], "error"),
+        Case("run-temporal-htp-ok", [*RUN, *KP, "--temporal", "htp", "--htp-hypotheses", "1", "--htp-steps", "1",
+                                     "--poses", "{d}/o.jsonl"], "ok", outputs=("o.jsonl",), timeout=120),
+        Case("export-triton-repo-is-file", [*exp, "--out", "{d}/art", "--triton-repo", "{d}/f"], "error",
+             setup=write_bytes("f", b"x")),
+        Case("temporal-htp-eval-train-split", [*tp, "htp-eval", "--checkpoint", str(HTP_PT), "--data", "{d}/ds",
+                                               "--split", "train"], "error", setup=mkdirs("ds")),
+        Case("temporal-htp-train-data-missing", [*tp, "htp-train", "--data", "{d}/ds", "--out", "{d}/run",
+                                                 "--max-steps", "1"], "error", setup=mkdirs("ds")),
     ]
 
     lib = ("import sys\nfrom hipart.data.h36m import H36MData\ntry:\n    H36MData({args})\n"
