@@ -13,10 +13,9 @@ from typing import Any
 
 import torch
 
-from hipart import skeleton
 from hipart.checkpoint import bundled_checkpoint, load_checkpoint, save_checkpoint
 from hipart.cli.arg_types import positive_float, positive_int
-from hipart.cli.train import record_run
+from hipart.cli.train import record_run, single_frame_lifter
 from hipart.data.sequences import PoseWindows
 from hipart.models.htp import HTPConfig, HTPDenoiser, htp_cost
 from hipart.models.lifter import Lifter, MLPLifter
@@ -39,11 +38,7 @@ def _lifter(a: argparse.Namespace) -> Lifter | MLPLifter | None:
     path = a.lifter_from or bundled_checkpoint()
     if path is None:
         raise ValueError("--condition lifter needs --lifter-from HIPART.pt (this build bundles no HiPART model)")
-    lifter = load_checkpoint(path, expect_kind="hipart")[0].lifter
-    if lifter.config.num_points not in (skeleton.NUM_JOINTS, skeleton.NUM_HIERARCHY_POINTS):
-        raise ValueError(f"{path}: its lifter takes {lifter.config.num_points} points; HTP feeds it "
-                         f"{skeleton.NUM_JOINTS} (sparse) or {skeleton.NUM_HIERARCHY_POINTS} (hierarchy)")  # fmt: skip
-    return lifter
+    return single_frame_lifter(path)
 
 
 def model_config(a: argparse.Namespace, lifter: Lifter | MLPLifter | None) -> HTPConfig:

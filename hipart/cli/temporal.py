@@ -20,9 +20,8 @@ from hipart.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from hipart.cli import htp
 from hipart.cli.arg_types import positive_float, positive_int
 from hipart.cli.guard import exit_codes, interruptible, is_dataset_dir, run_guarded
-from hipart.cli.train import record_run
+from hipart.cli.train import record_run, single_frame_lifter
 from hipart.data.sequences import PoseWindows
-from hipart.models.lifter import Lifter
 from hipart.models.temporal import TemporalConfig, TemporalLifter, default_schedule
 from hipart.models.temporal_cost import measure, parse_spec, window_cost
 from hipart.training.loop import LoopConfig
@@ -67,15 +66,6 @@ def model_config(a: argparse.Namespace) -> TemporalConfig:
     if d.get("prune", "tps") != "none" and not d.get("schedule_r"):
         d["schedule_r"], d["schedule_b"] = default_schedule(d["frames"], d.get("blocks", 8))
     return TemporalConfig.from_dict(d)
-
-
-def single_frame_lifter(path: Path) -> Lifter:
-    """The lifter of a trained HiPART checkpoint, for reduction='lifter' (it must take 161 or 17 points)."""
-    hip, _ = load_checkpoint(path, expect_kind="hipart")
-    if hip.lifter.config.num_points not in (skeleton.NUM_HIERARCHY_POINTS, skeleton.NUM_JOINTS):
-        raise ValueError(f"{path}: its lifter takes {hip.lifter.config.num_points} points; the temporal model "
-                         f"takes {skeleton.NUM_HIERARCHY_POINTS} (hierarchy) or {skeleton.NUM_JOINTS} (sparse)")
-    return hip.lifter
 
 
 def _windows(a: argparse.Namespace, model: TemporalLifter, split: str, stride: int | None) -> PoseWindows:

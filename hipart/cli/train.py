@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from hipart import skeleton
 from hipart.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from hipart.cli.arg_types import confidence, positive_int
 from hipart.cli.guard import exit_codes, interruptible, is_dataset_dir, run_guarded
@@ -52,6 +53,15 @@ def record_run(a: argparse.Namespace, cfg: Any, name: str) -> tuple[str, dict[st
     (a.out / f"{name}_config.json").write_text(json.dumps({"model": cfg.to_dict(), "args": args,
                                                            "data_version": version}, indent=1))  # fmt: skip
     return version, args
+
+
+def single_frame_lifter(path: str | os.PathLike) -> Lifter | MLPLifter:
+    """The lifter of a trained HiPART checkpoint, for the video lifters built on it (it must take 161 or 17 points)."""
+    hip, _ = load_checkpoint(path, expect_kind="hipart")
+    if hip.lifter.config.num_points not in (skeleton.NUM_HIERARCHY_POINTS, skeleton.NUM_JOINTS):
+        raise ValueError(f"{path}: its lifter takes {hip.lifter.config.num_points} points; the video lifters take "
+                         f"{skeleton.NUM_HIERARCHY_POINTS} (hierarchy) or {skeleton.NUM_JOINTS} (sparse)")
+    return hip.lifter
 
 
 def load_config(spec: str, lifter_input: str) -> HiPARTConfig:
